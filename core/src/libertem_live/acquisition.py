@@ -1,0 +1,302 @@
+"""The LiberTEM DataSet every driver's acquisition is.
+
+``LiveAcquisition`` describes the scan (shape, dtype, partitions) to LiberTEM
+and owns the lifecycle of one run: arm (active mode) or take the announced
+stream (passive mode), feed the workers through the shared ring, and stop.
+Drivers never subclass it; they provide a connection, a controller or
+pending acquisition, and a decoder.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Iterator
+
+import numpy as np
+from libertem.common import Shape, Slice
+from libertem.io.corrections import CorrectionSet
+from libertem.io.dataset.base import DataSet, DataSetMeta, DataTile, Partition
+from sparseconverter import CUDA, NUMPY
+
+from libertem_live.errors import AcquisitionError, AcquisitionStateError
+from libertem_live.hooks import ReadyForDataEnv
+from libertem_live.ledger import Ledger
+from libertem_live.protocols import (
+    AcquisitionController, DetectorConnection, FrameFormat, PendingAcquisition,
+)
+from libertem_live.transport.feed import FeedCommHandler
+from libertem_live.transport.reader import decode_into, messages
+from libertem_live.transport.stream import FrameStream
+
+DECODED_TOPIC = "libertem_live.decoded"
+
+
+def default_frames_per_partition(nimages: int, sig_shape: tuple[int, ...]) -> int:
+    """Enough partitions for live updates and both workers, few enough that
+    per-task overhead stays small, and a float32 partition under 256 MiB."""
+    frame_bytes = 4 * math.prod(sig_shape)
+    by_memory = max(1, (256 << 20) // frame_bytes)
+    by_updates = max(64, -(-nimages // 32))
+    return int(max(1, min(by_memory, by_updates, 4096)))
+
+
+class LivePartition(Partition):
+    def __init__(self, meta: DataSetMeta, partition_slice: Slice, start: int, stop: int,
+                 decoder: Any, sparse: bool = False):
+        super().__init__(meta=meta, partition_slice=partition_slice,
+                         io_backend=None, decoder=None)
+        self._start = start
+        self._stop = stop
+        self._frame_decoder = decoder
+        self._sparse = sparse
+        self._corrections: CorrectionSet | None = None
+        self._worker_context: Any = None
+
+    def set_corrections(self, corrections: CorrectionSet | None) -> None:
+        self._corrections = corrections
+
+    def set_worker_context(self, worker_context: Any) -> None:
+        self._worker_context = worker_context
+
+    def get_locations(self) -> None:
+        return None
+
+    def get_macrotile(self, *args: Any, **kwargs: Any) -> Any:
+        raise AcquisitionStateError(
+            "a live partition can only be read once, inside a UDF run"
+        )
+
+    def get_tiles(self, tiling_scheme: Any, dest_dtype: Any = "float32", roi: Any = None,
+                  array_backend: Any = None) -> Iterator[DataTile]:
+        if self._worker_context is None:
+            raise AcquisitionStateError(
+                "live acquisitions need an executor with worker queues: use the "
+                "LiveContext default (pipelined) or 'inline'"
+            )
+        sig_shape = tuple(self.meta.shape.sig)
+        sig_dims = len(sig_shape)
+        total = self._stop - self._start
+        select_all: np.ndarray | None = None
+        tile_origin = self._start
+        if roi is not None:
+            roi_flat = np.asarray(roi).reshape(-1).astype(bool)
+            select_all = roi_flat[self._start:self._stop]
+            tile_origin = int(roi_flat[:self._start].sum())
+            total = int(select_all.sum())
+        scheme = tiling_scheme.adjust_for_partition(self)
+        depth = total if scheme.intent == "partition" else min(scheme.depth, total)
+        depth = max(depth, 1)
+        buf = np.empty((depth,) + sig_shape, dtype=np.dtype(dest_dtype))
+        corr = self._corrections
+        have_corr = corr is not None and corr.have_corrections()
+        decoded = 0
+        fill = 0
+
+        def tile(k: int) -> DataTile:
+            tile_slice = Slice(origin=(tile_origin, ) + (0,) * sig_dims,
+                               shape=Shape((k,) + sig_shape, sig_dims=sig_dims))
+            data = buf[:k]
+            if have_corr:
+                corr.apply(data, tile_slice)
+            if array_backend not in (None, NUMPY, CUDA):
+                from sparseconverter import for_backend
+                return DataTile(for_backend(data, array_backend), tile_slice=tile_slice,
+                                scheme_idx=0)
+            return DataTile(data, tile_slice=tile_slice, scheme_idx=0)
+
+        try:
+            for spec, pieces in messages(self._worker_context.get_worker_queue()):
+                for slot, lo, hi, first in pieces:
+                    pos = lo
+                    while pos < hi:
+                        if select_all is not None:
+                            rel = first - self._start + (pos - lo)
+                            sel = np.flatnonzero(select_all[rel:rel + (hi - pos)])
+                            sel = sel[:depth - fill]
+                            if len(sel) == 0:
+                                break
+                            step = int(sel[-1]) + 1
+                            decode_into(self._frame_decoder, spec, slot, pos, pos + step,
+                                        buf[fill:fill + len(sel)], first + pos - lo, select=sel)
+                            k = len(sel)
+                        else:
+                            step = k = min(depth - fill, hi - pos)
+                            decode_into(self._frame_decoder, spec, slot, pos, pos + k,
+                                        buf[fill:fill + k], first + pos - lo)
+                        fill += k
+                        pos += step
+                        decoded += k
+                        if fill == depth:
+                            yield tile(fill)
+                            tile_origin += fill
+                            fill = 0
+                    from libertem_live.transport.ring import attach
+                    attach(spec).release(slot, lo, hi)
+            if fill:
+                yield tile(fill)
+        finally:
+            try:
+                self._worker_context.signal(self.get_ident(), DECODED_TOPIC, {"n": decoded})
+            except NotImplementedError:
+                pass
+        if decoded != total:
+            raise AcquisitionError(
+                f"partition of frames {self._start}..{self._stop - 1} decoded {decoded} "
+                f"frames, expected {total}"
+            )
+
+
+class LiveAcquisition(DataSet):
+    """A live acquisition, usable wherever LiberTEM takes a DataSet."""
+
+    def __init__(self, *, conn: DetectorConnection, nav_shape: tuple[int, ...],
+                 frame_format: FrameFormat, frames_per_partition: int | None,
+                 controller: AcquisitionController | None = None,
+                 pending: PendingAcquisition | None = None,
+                 hook_caller: Any = None):
+        super().__init__()
+        self.conn = conn
+        self.controller = controller
+        self.pending = pending
+        self.frame_format = frame_format
+        self._hook_caller = hook_caller
+        self._nav_shape = tuple(int(n) for n in nav_shape)
+        self.nimages = int(math.prod(self._nav_shape))
+        sig = tuple(frame_format.sig_shape)
+        self.frames_per_partition = int(
+            frames_per_partition or default_frames_per_partition(self.nimages, sig)
+        )
+        if self.frames_per_partition < 1:
+            raise ValueError("frames_per_partition must be at least 1")
+        dtype = np.dtype(frame_format.dtype)
+        self._meta = DataSetMeta(
+            shape=Shape(self._nav_shape + sig, sig_dims=len(sig)),
+            array_backends=self.array_backends,
+            image_count=self.nimages,
+            raw_dtype=dtype,
+            dtype=dtype,
+            metadata=dict(frame_format.metadata),
+        )
+        self._stream: FrameStream | None = None
+        self._comm: FeedCommHandler | None = None
+        self._runs = 0
+        self.ledger: Ledger = Ledger(self.nimages)
+
+    # --- what LiberTEM asks ---------------------------------------------------
+    @property
+    def mode(self) -> str:
+        return "passive" if self.pending is not None else "active"
+
+    def initialize(self, executor: Any) -> LiveAcquisition:
+        return self
+
+    @property
+    def meta(self) -> DataSetMeta:
+        return self._meta
+
+    @property
+    def shape(self) -> Shape:
+        return self._meta.shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self._meta.raw_dtype
+
+    @property
+    def raw_dtype(self) -> np.dtype:
+        return self._meta.raw_dtype
+
+    @property
+    def array_backends(self) -> tuple[str, ...]:
+        return (NUMPY, CUDA)
+
+    def check_valid(self) -> bool:
+        return True
+
+    def need_decode(self, read_dtype: Any, roi: Any, corrections: Any) -> bool:
+        return True
+
+    def get_max_io_size(self) -> int:
+        return 4 << 20
+
+    def get_base_shape(self, roi: Any) -> tuple[int, ...]:
+        return (1,) + tuple(self.shape.sig)
+
+    def adjust_tileshape(self, tileshape: tuple[int, ...], roi: Any) -> tuple[int, ...]:
+        return (tileshape[0],) + tuple(self.shape.sig)
+
+    def get_correction_data(self) -> CorrectionSet:
+        excluded = self.frame_format.metadata.get("excluded_pixels")
+        if excluded is not None:
+            return CorrectionSet(excluded_pixels=excluded)
+        return CorrectionSet()
+
+    def get_partitions(self) -> Iterator[LivePartition]:
+        sig = tuple(self.shape.sig)
+        fpp = self.frames_per_partition
+        for start in range(0, self.nimages, fpp):
+            stop = min(start + fpp, self.nimages)
+            part_slice = Slice(origin=(start,) + (0,) * len(sig),
+                               shape=Shape((stop - start,) + sig, sig_dims=len(sig)))
+            yield LivePartition(self._meta, part_slice, start, stop,
+                                self.frame_format.decoder, self.frame_format.sparse)
+
+    def get_task_comm_handler(self) -> FeedCommHandler:
+        if self._stream is None:
+            raise AcquisitionStateError(
+                "this acquisition has not been started: run it with a LiveContext "
+                "(ctx.run_udf / ctx.run_udf_iter), not a plain libertem Context"
+            )
+        comm = FeedCommHandler(self._stream)
+        ledger = self._stream.ledger
+        comm.subscribe(DECODED_TOPIC, lambda topic, msg: ledger.add(decoded=int(msg["n"])))
+        self._comm = comm
+        return comm
+
+    # --- the run lifecycle, driven by LiveContext --------------------------------
+    def start_acquisition(self) -> None:
+        if self._stream is not None:
+            raise AcquisitionStateError("this acquisition is already running")
+        if self.pending is not None:
+            if self._runs > 0:
+                raise AcquisitionStateError(
+                    "a passive acquisition can be processed once: its frames are consumed. "
+                    "Wait for the next one with conn.wait_for_acquisition()"
+                )
+            stream = self.pending.take_stream()
+        else:
+            assert self.controller is not None
+            stream = self.controller.arm(self.conn, self.nimages)
+        self._runs += 1
+        self._stream = stream
+        self.ledger = stream.ledger
+        if stream.expected is None:
+            stream.set_expected(self.nimages)
+        if self.pending is None and self._hook_caller is not None:
+            try:
+                self._hook_caller.on_ready_for_data(env=ReadyForDataEnv(aq=self))
+            except BaseException as e:
+                self.end_acquisition(error=e)
+                raise
+
+    def end_acquisition(self, error: BaseException | None = None) -> None:
+        stream = self._stream
+        if stream is None:
+            return
+        self._stream = None
+        try:
+            if self._comm is not None:
+                self._comm.release_rest()
+            if self.controller is not None and self.pending is None:
+                self.controller.stop(self.conn, stream, error)
+        finally:
+            stream.close()
+            self._comm = None
+
+    @property
+    def stream_error(self) -> BaseException | None:
+        stream = self._stream
+        return None if stream is None else stream.error
+
+    def __repr__(self) -> str:
+        return (f"<LiveAcquisition {self.mode} {getattr(self.conn, 'detector_name', '?')} "
+                f"nav={tuple(self.shape.nav)} sig={tuple(self.shape.sig)}>")

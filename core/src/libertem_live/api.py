@@ -1,0 +1,241 @@
+"""The user-facing entry point: :class:`LiveContext`.
+
+``LiveContext`` is a :class:`libertem.api.Context` that can also open detector
+connections and run UDFs on live acquisitions.  Offline datasets
+(``ctx.load(...)``) work in the same context.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from libertem.api import Context, ResultGenerator
+from libertem.common.executor import JobCancelledError
+from libertem.common.exceptions import UDFRunCancelled
+
+from libertem_live import navshape
+from libertem_live.acquisition import LiveAcquisition
+from libertem_live.dispatch import HookDispatcher
+from libertem_live.errors import AcquisitionStateError, NavShapeError
+from libertem_live.hooks import DetermineNavShapeEnv, Hooks
+from libertem_live.protocols import AcquisitionController, DetectorConnection, PendingAcquisition
+from libertem_live.registry import Registry, default_registry
+
+__all__ = ["LiveContext", "Hooks"]
+
+
+class ConnectionBuilder:
+    """Returned by :meth:`LiveContext.make_connection`; ``open(**params)``
+    connects to the detector with driver-specific parameters."""
+
+    def __init__(self, name: str, opener: Any):
+        self.name = name
+        self._open = opener
+
+    def open(self, **params: Any) -> DetectorConnection:
+        return self._open(**params)
+
+    def __repr__(self) -> str:
+        return f"<ConnectionBuilder {self.name!r}>"
+
+
+class LiveContext(Context):
+    """A LiberTEM context for live processing.
+
+    The default executor is LiberTEM's ``PipelinedExecutor`` with one worker
+    process per CPU core (and CUDA device), the only local executor that
+    streams data to workers; pass ``executor=`` as with
+    :class:`libertem.api.Context` to choose another (``'inline'`` for debugging).
+    """
+
+    def __init__(self, executor: Any = None, plot_class: Any = None, *,
+                 registry: Registry | None = None):
+        self._registry = registry
+        super().__init__(executor=executor, plot_class=plot_class)
+
+    @property
+    def registry(self) -> Registry:
+        return self._registry if self._registry is not None else default_registry()
+
+    def _create_local_executor(self) -> Any:
+        from libertem.executor.pipelined import PipelinedExecutor
+        from libertem.utils.devices import detect
+        devices = detect()
+        cpus = devices["cpus"]
+        if hasattr(os, "sched_getaffinity"):
+            cpus = list(range(min(len(cpus), len(os.sched_getaffinity(0)))))
+        return PipelinedExecutor(
+            spec=PipelinedExecutor.make_spec(
+                cpus=cpus or [0], cudas=devices["cudas"], has_cupy=devices["has_cupy"],
+            ),
+            pin_workers=False,
+        )
+
+    # --- connections and acquisitions -------------------------------------------
+    def make_connection(self, detector_type: str) -> ConnectionBuilder:
+        """Find the driver for ``detector_type`` (an installed plugin)."""
+        info = self.registry.get(detector_type)
+        return ConnectionBuilder(detector_type, info.open)
+
+    def make_acquisition(
+        self,
+        *,
+        conn: DetectorConnection,
+        nav_shape: tuple[int, ...] | None = None,
+        frames_per_partition: int | None = None,
+        controller: AcquisitionController | None = None,
+        pending_aq: PendingAcquisition | None = None,
+        hooks: Hooks | None = None,
+    ) -> LiveAcquisition:
+        """Describe a live acquisition; nothing is armed until a UDF runs on it.
+
+        With ``pending_aq`` (from ``conn.wait_for_acquisition``) the acquisition
+        is passive; otherwise it is active, armed by ``controller`` (default:
+        ``conn.get_active_controller()``) at the start of every run.
+        """
+        if conn is None:
+            raise TypeError("make_acquisition needs conn=, an open detector connection")
+        dispatcher = HookDispatcher(self.registry, hooks)
+        if pending_aq is not None:
+            if controller is not None:
+                raise ValueError(
+                    "pass either pending_aq= (passive mode) or controller= (active mode), "
+                    "not both"
+                )
+            nimages = int(pending_aq.nimages)
+            hint = None if nav_shape is None else tuple(nav_shape)
+
+            def ask_hooks() -> tuple[int, ...] | None:
+                return dispatcher.on_determine_nav_shape(
+                    env=DetermineNavShapeEnv(nimages=nimages, shape_hint=hint))
+
+            resolved = navshape.resolve(
+                nav_shape, nimages, hook=ask_hooks, detector_hint=pending_aq.nav_shape,
+            )
+            return LiveAcquisition(
+                conn=conn, nav_shape=resolved, frame_format=pending_aq.format,
+                frames_per_partition=frames_per_partition, pending=pending_aq,
+                hook_caller=dispatcher,
+            )
+        if controller is None:
+            controller = conn.get_active_controller()
+        if nav_shape is None or not navshape.is_concrete(nav_shape):
+            raise NavShapeError(
+                f"active mode needs a concrete nav_shape, got {nav_shape!r}: LiberTEM arms "
+                "the detector for exactly that many frames. Pass nav_shape=(height, width)"
+            )
+        resolved = navshape.validate(nav_shape, None, "make_acquisition")
+        return LiveAcquisition(
+            conn=conn, nav_shape=resolved, frame_format=controller.frame_format(conn),
+            frames_per_partition=frames_per_partition, controller=controller,
+            hook_caller=dispatcher,
+        )
+
+    # --- running ------------------------------------------------------------------
+    def _run_sync(self, dataset: Any, udf: Any, roi: Any, corrections: Any, progress: Any,
+                  backends: Any, plots: Any, iterate: bool, copy_needed: bool = False) -> Any:
+        if not isinstance(dataset, LiveAcquisition):
+            return super()._run_sync(dataset, udf, roi, corrections, progress, backends,
+                                     plots, iterate, copy_needed)
+        dataset.start_acquisition()
+        try:
+            result = super()._run_sync(dataset, udf, roi, corrections, progress, backends,
+                                       plots, iterate, copy_needed)
+        except BaseException as e:
+            _finish(dataset, e, roi)
+            raise  # _finish raises; this is for type checkers
+        if iterate:
+            return _LiveResultGenerator(result, dataset, roi)
+        _finish(dataset, None, roi)
+        return result
+
+
+def _expected_processed(dataset: LiveAcquisition, roi: Any) -> int:
+    if roi is None:
+        return dataset.nimages
+    import numpy as np
+    from libertem.common.sparse import to_dense
+    return int(np.count_nonzero(to_dense(roi)))
+
+
+def _finish(dataset: LiveAcquisition, error: BaseException | None, roi: Any) -> None:
+    """End the run; raise the stream's own error in place of LiberTEM's cancel."""
+    stream_error = dataset.stream_error
+    try:
+        dataset.end_acquisition(error=error or stream_error)
+    except Exception as stop_error:
+        if error is None:
+            raise
+        error.__context__ = stop_error
+    ledger = dataset.ledger
+    if error is None:
+        ledger.processed = _expected_processed(dataset, roi)
+        return
+    if stream_error is not None and stream_error is not error:
+        raise stream_error from error
+    raise error
+
+
+class _LiveResultGenerator(ResultGenerator):
+    """Ends the acquisition when iteration ends: exhausted, failed or closed."""
+
+    def __init__(self, inner: ResultGenerator, dataset: LiveAcquisition, roi: Any):
+        self._inner = inner
+        self._dataset = dataset
+        self._roi = roi
+        self._ended = False
+
+    def __iter__(self) -> _LiveResultGenerator:
+        return self
+
+    def __next__(self) -> Any:
+        if self._ended:
+            raise StopIteration
+        try:
+            res = next(self._inner)
+        except StopIteration:
+            self._end(None)
+            raise
+        except BaseException as e:
+            self._end(e)
+            raise
+        try:
+            self._dataset.ledger.processed = int(res.damage.data.sum())
+        except Exception:
+            pass
+        return res
+
+    def _end(self, error: BaseException | None) -> None:
+        if self._ended:
+            return
+        self._ended = True
+        _finish(self._dataset, error, self._roi)
+
+    def close(self) -> None:
+        if self._ended:
+            return
+        try:
+            self._inner.close()
+        finally:
+            self._ended = True
+            self._dataset.end_acquisition(error=None)
+
+    def update_parameters_experimental(self, parameters: list[dict[str, Any]]) -> None:
+        self._inner.update_parameters_experimental(parameters)
+
+    def throw(self, exc: Exception) -> Any:
+        try:
+            return self._inner.throw(exc)
+        except BaseException as e:
+            self._end(e)
+            raise
+
+    def __del__(self) -> None:
+        try:
+            if not self._ended:
+                self.close()
+        except Exception:
+            pass
+
+
+_CANCEL_TYPES = (UDFRunCancelled, JobCancelledError, AcquisitionStateError)

@@ -1,0 +1,129 @@
+"""Connection of the memory driver."""
+from __future__ import annotations
+
+import math
+import threading
+from typing import Any
+
+import numpy as np
+
+from libertem_live.detectors.memory.controller import MemoryController
+from libertem_live.detectors.memory.decode import RawDecoder
+from libertem_live.detectors.memory.receiver import start_receiver
+from libertem_live.errors import AcquisitionStateError
+from libertem_live.protocols import FrameFormat
+from libertem_live.transport.stream import FrameStream, RingConfig
+
+
+class MemoryPending:
+    def __init__(self, conn: MemoryConnection, stream: FrameStream):
+        self._conn = conn
+        self._stream: FrameStream | None = stream
+        self.nimages = conn.nframes
+        self.nav_shape: tuple[int, ...] | None = conn.nav_shape
+        self.format = conn.frame_format()
+
+    def take_stream(self) -> FrameStream:
+        if self._stream is None:
+            raise AcquisitionStateError("this pending acquisition was already used or cancelled")
+        stream, self._stream = self._stream, None
+        return stream
+
+    def cancel(self) -> None:
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None
+
+
+class MemoryConnection:
+    detector_name = "memory"
+
+    def __init__(self, data: np.ndarray, *, sig_dims: int = 2, frames_per_stack: int = 64,
+                 truncate_after: int | None = None, passive_count: int | None = None,
+                 timeout: float = 10.0, ring: RingConfig | None = None,
+                 start_delay: float = 0.0):
+        data = np.asarray(data)
+        if data.ndim < sig_dims + 1:
+            raise ValueError(
+                f"data must have at least one nav dimension and {sig_dims} sig dimensions, "
+                f"got shape {data.shape}"
+            )
+        self.data = data
+        self.nav_shape = tuple(data.shape[:-sig_dims])
+        self.sig_shape = tuple(data.shape[-sig_dims:])
+        self.nframes = int(math.prod(self.nav_shape))
+        self.frames_per_stack = frames_per_stack
+        self.truncate_after = truncate_after
+        self.passive_count = passive_count
+        self.timeout = timeout
+        frame_bytes = data.dtype.itemsize * math.prod(self.sig_shape)
+        self.ring = ring or RingConfig(
+            num_slots=16, slot_bytes=max(frame_bytes * frames_per_stack, 1 << 16),
+            max_frames=frames_per_stack,
+        )
+        self.start_delay = start_delay
+        self._lock = threading.Lock()
+        self._streams: list[FrameStream] = []
+        self._closed = False
+
+    def frame_format(self) -> FrameFormat:
+        return FrameFormat(
+            sig_shape=self.sig_shape, dtype=self.data.dtype,
+            decoder=RawDecoder(self.data.dtype, self.sig_shape),
+            metadata={"detector": "memory"},
+        )
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise AcquisitionStateError(
+                "this memory connection is closed; open a new one or use `with conn:`"
+            )
+
+    def start_stream(self, nimages: int) -> FrameStream:
+        self._check_open()
+        stream = FrameStream(nimages, ring=self.ring, timeout=self.timeout,
+                             source="memory detector")
+        frames = self.data.reshape((self.nframes,) + self.sig_shape)[:nimages]
+        start_receiver(stream, frames, self.frames_per_stack, self.truncate_after,
+                       self.start_delay)
+        with self._lock:
+            self._streams = [s for s in self._streams if not s.closed] + [stream]
+        return stream
+
+    def wait_for_acquisition(self, timeout: float | None = None) -> MemoryPending | None:
+        self._check_open()
+        if self.passive_count is not None:
+            if self.passive_count <= 0:
+                if timeout:
+                    threading.Event().wait(timeout)
+                return None
+            self.passive_count -= 1
+        return MemoryPending(self, self.start_stream(self.nframes))
+
+    def get_active_controller(self, **params: Any) -> MemoryController:
+        if params:
+            raise TypeError(f"the memory driver's controller takes no parameters, got {params}")
+        return MemoryController(self)
+
+    def open(self) -> MemoryConnection:
+        self._closed = False
+        return self
+
+    def close(self) -> None:
+        with self._lock:
+            streams, self._streams = self._streams, []
+        for s in streams:
+            s.close()
+        self._closed = True
+
+    def __enter__(self) -> MemoryConnection:
+        if self._closed:
+            self.open()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def open_connection(data: np.ndarray, **params: Any) -> MemoryConnection:
+    return MemoryConnection(data, **params)

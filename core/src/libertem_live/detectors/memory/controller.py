@@ -1,0 +1,37 @@
+"""Active mode for the memory driver: arming starts streaming the array."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from libertem_live.errors import NavShapeError
+from libertem_live.protocols import FrameFormat
+from libertem_live.transport.stream import FrameStream
+
+if TYPE_CHECKING:
+    from libertem_live.detectors.memory.connection import MemoryConnection
+
+
+class MemoryController:
+    def __init__(self, conn: MemoryConnection):
+        self._conn = conn
+        self.armed = 0
+        self.stopped = 0
+
+    def frame_format(self, conn: MemoryConnection) -> FrameFormat:
+        return conn.frame_format()
+
+    def arm(self, conn: MemoryConnection, nimages: int) -> FrameStream:
+        if nimages > conn.nframes:
+            raise NavShapeError(
+                f"the memory detector holds {conn.nframes} frames, but the acquisition "
+                f"asks for {nimages}"
+            )
+        self.armed += 1
+        return conn.start_stream(nimages)
+
+    def stop(self, conn: MemoryConnection, stream: FrameStream,
+             error: BaseException | None) -> None:
+        self.stopped += 1
+
+    def determine_nav_shape(self, nimages: int) -> tuple[int, ...] | None:
+        return None

@@ -1,0 +1,67 @@
+"""Exceptions raised by the live stack.
+
+Every error about a stream carries the acquisition's :class:`~libertem_live.ledger.Ledger`,
+because "how many frames did we get, and where did it break?" is the first
+question at the microscope when a scan goes wrong.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from libertem_live.ledger import Ledger
+
+
+class LiveError(Exception):
+    """Base class of every error the live stack raises on purpose."""
+
+
+class DriverError(LiveError):
+    """A detector driver could not be found, loaded or used."""
+
+
+class UnknownDetectorError(DriverError, KeyError):
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else ""
+
+
+class NavShapeError(LiveError, ValueError):
+    """The scan (navigation) shape could not be determined or does not fit."""
+
+
+class AcquisitionError(LiveError):
+    """A live acquisition failed; ``ledger`` says how far it got."""
+
+    def __init__(self, message: str, ledger: Ledger | None = None):
+        self.message = message
+        self.ledger = ledger
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        if self.ledger is None:
+            return self.message
+        return f"{self.message}\n  {self.ledger.describe()}"
+
+
+class StreamTruncatedError(AcquisitionError):
+    """The detector stopped sending before all expected frames arrived."""
+
+
+class FrameOrderError(AcquisitionError):
+    """Frames arrived out of sequence (gap, duplicate or foreign series)."""
+
+
+class DecodeError(AcquisitionError):
+    """A frame's payload could not be decoded."""
+
+
+class AcquisitionTimeoutError(AcquisitionError, TimeoutError):
+    """No data arrived within the configured timeout."""
+
+
+class DetectorConnectionError(AcquisitionError, ConnectionError):
+    """The detector (or its simulator) could not be reached or went away."""
+
+
+class AcquisitionStateError(LiveError, RuntimeError):
+    """An acquisition or connection was used in a state that does not allow it."""

@@ -1,0 +1,133 @@
+"""The rules that turn what the user, the hooks and the detector know into a
+scan (navigation) shape.
+
+Order, as the usage documentation promises:
+
+1. a concrete tuple of positive integers is used as-is;
+2. a result of the ``on_determine_nav_shape`` hook (passive mode);
+3. placeholders (``-1``, at most two; two are filled with a square);
+4. what the detector or pending acquisition knows;
+5. what the controller knows;
+6. a square, if the number of images is a perfect square;
+7. otherwise a :class:`~libertem_live.errors.NavShapeError`.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, Sequence
+
+from libertem_live.errors import NavShapeError
+
+NavShape = tuple[int, ...]
+
+
+def _prod(shape: Sequence[int]) -> int:
+    return int(math.prod(shape))
+
+
+def is_concrete(nav_shape: Sequence[int] | None) -> bool:
+    return nav_shape is not None and all(int(n) > 0 for n in nav_shape)
+
+
+def _check_entries(nav_shape: Sequence[int], what: str) -> NavShape:
+    try:
+        shape = tuple(int(n) for n in nav_shape)
+    except (TypeError, ValueError):
+        raise NavShapeError(f"{what} must be a tuple of integers, got {nav_shape!r}") from None
+    if len(shape) == 0:
+        raise NavShapeError(f"{what} must have at least one dimension, got {nav_shape!r}")
+    bad = [n for n in shape if n == 0 or n < -1]
+    if bad:
+        raise NavShapeError(
+            f"{what} {shape!r} contains {bad[0]}: use positive sizes, or -1 as a placeholder"
+        )
+    return shape
+
+
+def fill_placeholders(nav_shape: Sequence[int], nimages: int) -> NavShape:
+    """Fill ``-1`` entries like numpy's reshape; two placeholders become a square."""
+    shape = _check_entries(nav_shape, "nav_shape")
+    holes = [i for i, n in enumerate(shape) if n == -1]
+    if not holes:
+        return shape
+    if len(holes) > 2:
+        raise NavShapeError(
+            f"nav_shape {shape!r} has {len(holes)} placeholders (-1); at most two are allowed"
+        )
+    known = _prod([n for n in shape if n != -1])
+    if nimages % known != 0:
+        raise NavShapeError(
+            f"nav_shape {shape!r} does not fit {nimages} images: {nimages} is not divisible "
+            f"by {known}, the product of the given sizes"
+        )
+    rest = nimages // known
+    filled = list(shape)
+    if len(holes) == 1:
+        filled[holes[0]] = rest
+    else:
+        side = math.isqrt(rest)
+        if side * side != rest:
+            raise NavShapeError(
+                f"nav_shape {shape!r}: two placeholders need a square, but {nimages} images "
+                f"leave {rest} positions, which is not a square number"
+            )
+        filled[holes[0]] = filled[holes[1]] = side
+    return tuple(filled)
+
+
+def validate(nav_shape: Sequence[int], nimages: int | None, source: str) -> NavShape:
+    shape = _check_entries(nav_shape, f"nav_shape from {source}")
+    if -1 in shape:
+        raise NavShapeError(f"nav_shape from {source} must not contain -1, got {shape!r}")
+    if nimages is not None and _prod(shape) != nimages:
+        raise NavShapeError(
+            f"nav_shape {shape!r} from {source} has {_prod(shape)} positions, but the "
+            f"acquisition has {nimages} images"
+        )
+    return shape
+
+
+def resolve(
+    nav_shape: Sequence[int] | None,
+    nimages: int | None,
+    *,
+    hook: Callable[[], Sequence[int] | None] | None = None,
+    detector_hint: Sequence[int] | None = None,
+    controller_hint: Callable[[int], Sequence[int] | None] | None = None,
+) -> NavShape:
+    """Apply the rules above; ``nimages`` is None when nobody knows it yet."""
+    if nav_shape is not None:
+        shape = _check_entries(nav_shape, "nav_shape")
+        if -1 not in shape:
+            return validate(shape, nimages, "make_acquisition")
+    if hook is not None:
+        hooked = hook()
+        if hooked is not None:
+            return validate(hooked, nimages, "on_determine_nav_shape")
+    if nav_shape is not None:
+        if nimages is None:
+            raise NavShapeError(
+                f"nav_shape {tuple(nav_shape)!r} has placeholders, but the number of images "
+                "is unknown; pass a concrete nav_shape"
+            )
+        return fill_placeholders(nav_shape, nimages)
+    if detector_hint is not None:
+        return validate(detector_hint, nimages, "the detector")
+    if controller_hint is not None and nimages is not None:
+        hinted = controller_hint(nimages)
+        if hinted is not None:
+            return validate(hinted, nimages, "the controller")
+    if nimages is not None:
+        side = math.isqrt(nimages)
+        if side * side == nimages and nimages > 0:
+            return (side, side)
+        raise NavShapeError(
+            f"cannot determine nav_shape: the acquisition has {nimages} images, which is not "
+            "a square number, and neither the detector nor a hook gave a shape; pass "
+            "nav_shape=(height, width), or (-1, width), or implement "
+            "Hooks.on_determine_nav_shape"
+        )
+    raise NavShapeError(
+        "cannot determine nav_shape: the number of images is unknown; pass a concrete "
+        "nav_shape=(height, width)"
+    )

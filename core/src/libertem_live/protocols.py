@@ -1,0 +1,100 @@
+"""The contracts between the core and a detector driver.
+
+A driver provides a :class:`DetectorConnection`; in passive mode the
+connection hands out :class:`PendingAcquisition` objects, in active mode an
+:class:`AcquisitionController` arms the detector.  Both end in a
+:class:`~libertem_live.transport.stream.FrameStream` that a receiver thread
+fills, plus a :class:`FrameFormat` that says how to decode what it holds.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from libertem_live.transport.stream import FrameStream
+
+
+@runtime_checkable
+class FrameDecoder(Protocol):
+    """Turns the encoded frames of one ring slot into pixels, in a worker.
+
+    ``data`` is the slot's payload (1-D uint8); frame ``i`` of the batch is
+    ``data[offsets[i]:offsets[i] + sizes[i]]`` and ``aux[i]`` is the driver's
+    own per-frame word.  ``out`` has shape ``(n, *sig_shape)`` and the dtype the
+    UDFs asked for.  Must be picklable: it travels inside each partition.
+    Raise ``ValueError`` (with the batch index) for payloads that do not decode.
+    """
+
+    def decode(self, data: np.ndarray, offsets: np.ndarray, sizes: np.ndarray,
+               aux: np.ndarray, out: np.ndarray) -> None: ...
+
+
+@dataclass
+class FrameFormat:
+    """What the frames of an acquisition look like once decoded."""
+
+    sig_shape: tuple[int, ...]
+    dtype: np.dtype
+    decoder: FrameDecoder
+    sparse: bool = False
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class PendingAcquisition(Protocol):
+    """An acquisition the detector has announced (passive mode)."""
+
+    nimages: int
+    nav_shape: tuple[int, ...] | None
+    format: FrameFormat
+
+    def take_stream(self) -> FrameStream:
+        """The stream that has been receiving since the announcement; once."""
+        ...
+
+    def cancel(self) -> None: ...
+
+
+@runtime_checkable
+class AcquisitionController(Protocol):
+    """Arms the detector for one acquisition run (active mode)."""
+
+    def frame_format(self, conn: DetectorConnection) -> FrameFormat:
+        """Geometry and decoding, known before arming (for the DataSet's meta)."""
+        ...
+
+    def arm(self, conn: DetectorConnection, nimages: int) -> FrameStream:
+        """Configure and arm; the receiver must already listen when this returns."""
+        ...
+
+    def stop(self, conn: DetectorConnection, stream: FrameStream,
+             error: BaseException | None) -> None:
+        """Disarm / stop the detector after a run, successful or not."""
+        ...
+
+    def determine_nav_shape(self, nimages: int) -> tuple[int, ...] | None: ...
+
+
+@runtime_checkable
+class DetectorConnection(Protocol):
+    """A persistent connection to one detector; a context manager.
+
+    ``close()`` is idempotent, and entering a closed connection with ``with
+    conn:`` opens it again.
+    """
+
+    detector_name: str
+
+    def wait_for_acquisition(self, timeout: float | None = None) -> PendingAcquisition | None: ...
+
+    def get_active_controller(self, **params: Any) -> AcquisitionController: ...
+
+    def open(self) -> DetectorConnection: ...
+
+    def close(self) -> None: ...
+
+    def __enter__(self) -> DetectorConnection: ...
+
+    def __exit__(self, *exc: Any) -> None: ...

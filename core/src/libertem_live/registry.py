@@ -1,0 +1,181 @@
+"""Finding detector drivers.
+
+Drivers are distributions with an entry point in the group
+``libertem_live.detectors``; the registry loads them through a pluggy
+``PluginManager`` the first time a driver is needed.  A driver that fails to
+import, declares the wrong plugin-API version, or claims a name another
+driver also claims is remembered with its error and reported when it is
+asked for, so one broken driver never hides the others.
+"""
+from __future__ import annotations
+
+import difflib
+import threading
+import traceback
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any, Iterable
+
+import pluggy
+
+from libertem_live import hookspecs
+from libertem_live.errors import DriverError, UnknownDetectorError
+from libertem_live.plugin import PLUGIN_API_VERSION, DetectorInfo
+
+ENTRY_POINT_GROUP = "libertem_live.detectors"
+
+
+@dataclass
+class DriverRecord:
+    """One driver as the registry sees it, good or broken."""
+
+    name: str
+    distribution: str
+    version: str
+    status: str  # "ok", "broken", "incompatible", "conflict"
+    info: DetectorInfo | None = None
+    error: str = ""
+    cause: BaseException | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} ({self.distribution} {self.version})"
+
+
+def _dist_of(ep: metadata.EntryPoint) -> tuple[str, str]:
+    dist = getattr(ep, "dist", None)
+    if dist is None:
+        return ("<unknown distribution>", "?")
+    return (dist.metadata["Name"] or "<unnamed>", dist.version or "?")
+
+
+class Registry:
+    def __init__(self, entry_points: Iterable[metadata.EntryPoint] | None = None):
+        self._entry_points = entry_points
+        self._lock = threading.Lock()
+        self._records: dict[str, DriverRecord] | None = None
+        self.plugin_manager = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+        self.plugin_manager.add_hookspecs(hookspecs)
+
+    def _discover(self) -> Iterable[metadata.EntryPoint]:
+        if self._entry_points is not None:
+            return list(self._entry_points)
+        return list(metadata.entry_points(group=ENTRY_POINT_GROUP))
+
+    def _load(self) -> dict[str, DriverRecord]:
+        with self._lock:
+            if self._records is not None:
+                return self._records
+            records: dict[str, DriverRecord] = {}
+            seen_dists: set[tuple[str, str]] = set()
+            for ep in self._discover():
+                dist, version = _dist_of(ep)
+                if (ep.name, ep.value) in seen_dists:
+                    continue
+                seen_dists.add((ep.name, ep.value))
+                try:
+                    plugin = ep.load()
+                    self.plugin_manager.register(plugin, name=f"{dist}:{ep.name}")
+                    impls = [
+                        impl for impl in
+                        self.plugin_manager.hook.libertem_live_detectors.get_hookimpls()
+                        if impl.plugin is plugin
+                    ]
+                    infos: list[DetectorInfo] = []
+                    for impl in impls:
+                        infos.extend(impl.function() or [])
+                except Exception as e:  # a broken driver must not hide the others
+                    self._add(records, DriverRecord(
+                        name=ep.name, distribution=dist, version=version, status="broken",
+                        error=f"failed to load entry point {ep.value!r}: "
+                              f"{type(e).__name__}: {e}\n{traceback.format_exc()}",
+                        cause=e,
+                    ))
+                    continue
+                if not infos:
+                    self._add(records, DriverRecord(
+                        name=ep.name, distribution=dist, version=version, status="broken",
+                        error=f"entry point {ep.value!r} registers no detector "
+                              "(no libertem_live_detectors hook implementation returned one)",
+                    ))
+                for info in infos:
+                    record = DriverRecord(name=info.name, distribution=dist,
+                                          version=version, status="ok", info=info)
+                    if info.plugin_api != PLUGIN_API_VERSION:
+                        record.status = "incompatible"
+                        record.error = (
+                            f"written for plugin API version {info.plugin_api}, but "
+                            f"libertem-live-core provides version {PLUGIN_API_VERSION}; "
+                            f"install a version of {dist} made for this core"
+                        )
+                    self._add(records, record)
+            self._records = records
+            return records
+
+    @staticmethod
+    def _add(records: dict[str, DriverRecord], record: DriverRecord) -> None:
+        other = records.get(record.name)
+        if other is None:
+            records[record.name] = record
+            return
+        if other.distribution == record.distribution and other.status == record.status == "ok":
+            return
+        records[record.name] = DriverRecord(
+            name=record.name, distribution=f"{other.distribution}, {record.distribution}",
+            version=f"{other.version}, {record.version}", status="conflict",
+            error=f"two drivers claim the name {record.name!r}: {other.label} and "
+                  f"{record.label}; uninstall one of them",
+        )
+
+    def records(self) -> list[DriverRecord]:
+        return sorted(self._load().values(), key=lambda r: r.name)
+
+    def installed_summary(self) -> str:
+        good = [r.label for r in self.records() if r.status == "ok"]
+        return ", ".join(good) if good else "none"
+
+    def get(self, name: str) -> DetectorInfo:
+        records = self._load()
+        record = records.get(name)
+        if record is None:
+            close = difflib.get_close_matches(name, list(records), n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise UnknownDetectorError(
+                f"no detector driver named {name!r} is installed.{hint} Installed drivers: "
+                f"{self.installed_summary()}. Drivers are found through the entry-point "
+                f"group {ENTRY_POINT_GROUP!r}; install the distribution that provides "
+                f"{name!r} (for example libertem-live-{name.replace('_', '-')})."
+            )
+        if record.status != "ok":
+            err = DriverError(
+                f"detector driver {record.label} cannot be used: {record.error}\n"
+                f"Installed drivers that work: {self.installed_summary()}."
+            )
+            if record.cause is not None:
+                raise err from record.cause
+            raise err
+        assert record.info is not None
+        return record.info
+
+    def compat_module_for(self, name: str) -> str | None:
+        record = self._load().get(name)
+        if record is None or record.status != "ok" or record.info is None:
+            return None
+        return record.info.compat_module
+
+    @property
+    def hook(self) -> Any:
+        self._load()
+        return self.plugin_manager.hook
+
+
+_default: Registry | None = None
+_default_lock = threading.Lock()
+
+
+def default_registry() -> Registry:
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = Registry()
+        return _default

@@ -1,0 +1,38 @@
+"""Decoder for frames stored as plain pixel arrays (the memory driver, and
+any driver whose detector sends native little-endian pixels)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+class RawDecoder:
+    def __init__(self, dtype: np.dtype | str, sig_shape: tuple[int, ...]):
+        self.dtype = np.dtype(dtype)
+        self.sig_shape = tuple(sig_shape)
+        self.frame_bytes = self.dtype.itemsize * math.prod(self.sig_shape)
+
+    def decode(self, data: np.ndarray, offsets: np.ndarray, sizes: np.ndarray,
+               aux: np.ndarray, out: np.ndarray) -> None:
+        n = len(offsets)
+        if n == 0:
+            return
+        fb = self.frame_bytes
+        bad = np.flatnonzero(sizes != fb)
+        if len(bad):
+            i = int(bad[0])
+            raise ValueError(f"frame {i} of the batch has {int(sizes[i])} bytes, expected {fb}")
+        start = int(offsets[0])
+        stride = int(offsets[1] - offsets[0]) if n > 1 else fb
+        regular = (stride >= fb and stride % self.dtype.itemsize == 0
+                   and start % self.dtype.itemsize == 0
+                   and (n == 1 or bool(np.all(np.diff(offsets) == stride))))
+        if regular and start + stride * (n - 1) + fb <= len(data):
+            block = np.lib.stride_tricks.as_strided(
+                data[start:], shape=(n, fb), strides=(stride, 1), writeable=False)
+            out[...] = block.view(self.dtype).reshape((n,) + self.sig_shape)
+            return
+        for i in range(n):
+            o = int(offsets[i])
+            out[i] = data[o:o + fb].view(self.dtype).reshape(self.sig_shape)

@@ -1,0 +1,72 @@
+"""The worker side of the transport: turn slot handles into DataTiles.
+
+Runs inside a LiberTEM worker (or the main thread with the inline executor).
+Frames are decoded straight from the shared-memory slot into the tile buffer
+and their ``consumed`` bytes are set as soon as they have been decoded, so
+the receiver can reuse the slot while the UDF still works on the tile.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import numpy as np
+
+from libertem_live.errors import DecodeError
+from libertem_live.transport.ring import AUX, OFFSET, SIZE, RingSpec, attach
+
+Piece = tuple[int, int, int, int]
+
+
+def messages(worker_queue: Any) -> Iterator[tuple[RingSpec, Iterator[Piece]]]:
+    """Read one partition's messages: yields (ring spec, pieces iterator) once."""
+    with worker_queue.get() as (header, _payload):
+        begin = header
+    if begin.get("type") != "BEGIN_TASK":
+        raise RuntimeError(f"live partition expected BEGIN_TASK, got {begin.get('type')!r}")
+    spec: RingSpec = begin["ring"]
+    if "pieces" in begin:  # in-process executor: pull mode
+        yield spec, begin["pieces"]
+        return
+
+    def pushed() -> Iterator[Piece]:
+        while True:
+            with worker_queue.get() as (header, _payload):
+                msg = header
+            kind = msg.get("type")
+            if kind == "END_PARTITION":
+                if msg.get("failed"):
+                    raise RuntimeError("the acquisition failed while feeding this partition")
+                return
+            if kind != "FRAMES":
+                raise RuntimeError(f"live partition got unexpected message {kind!r}")
+            yield msg["slot"], msg["lo"], msg["hi"], msg["first"]
+
+    pieces = pushed()
+    try:
+        yield spec, pieces
+    finally:
+        # never leave messages of this partition behind: the executor's own
+        # drain must only see its END_TASK sentinel
+        for slot, lo, hi, _first in pieces:
+            views = attach(spec)
+            views.release(slot, lo, hi)
+
+
+def decode_into(decoder: Any, spec: RingSpec, slot: int, lo: int, hi: int,
+                out: np.ndarray, first: int, select: np.ndarray | None = None) -> None:
+    """Decode frames ``lo..hi`` of ``slot`` (or the ``select``-ed subset) into ``out``."""
+    views = attach(spec)
+    table = views.table[slot]
+    offsets = table[OFFSET, lo:hi]
+    sizes = table[SIZE, lo:hi]
+    aux = table[AUX, lo:hi]
+    if select is not None:
+        offsets, sizes, aux = offsets[select], sizes[select], aux[select]
+    try:
+        decoder.decode(views.payload[slot], offsets, sizes, aux, out)
+    except DecodeError:
+        raise
+    except (ValueError, IndexError) as e:
+        raise DecodeError(
+            f"could not decode frames {first}..{first + hi - lo - 1}: {e}"
+        ) from e

@@ -1,0 +1,297 @@
+"""A shared-memory ring of fixed-size slots holding stacks of encoded frames.
+
+Layout of the segment (all regions 4 KiB aligned)::
+
+    counts    int64[num_slots]                  frames in each published slot
+    table     int64[num_slots, 3, max_frames]   per frame: offset, size, aux
+    consumed  uint8[num_slots, max_frames]      set to 1 by whoever used the frame
+    payload   uint8[num_slots, slot_bytes]      the frames' bytes
+
+Release works without locks: each frame has its own ``consumed`` byte with a
+single writer (the worker that decoded it, or the main process for frames no
+task wants), and only the ring's owner reads them to find a free slot.  A
+slot may therefore be split between partitions, and so between workers.
+
+One ring lives for one acquisition: a cancelled run can leave a worker
+reading a slot, and a fresh segment per acquisition means such a straggler
+can never mark frames of the next acquisition as consumed.
+"""
+from __future__ import annotations
+
+import mmap
+import os
+import threading
+import time
+from dataclasses import dataclass
+from multiprocessing import shared_memory
+from typing import Callable
+
+import numpy as np
+
+from libertem_live.errors import AcquisitionError
+
+_ALIGN = 4096
+_FRAME_ALIGN = 16
+OFFSET, SIZE, AUX = 0, 1, 2
+
+
+def _up(n: int, align: int) -> int:
+    return (n + align - 1) // align * align
+
+
+@dataclass(frozen=True)
+class RingSpec:
+    """Picklable description of a ring: enough for a worker to attach."""
+
+    name: str
+    num_slots: int
+    slot_bytes: int
+    max_frames: int
+
+    @property
+    def _regions(self) -> tuple[int, int, int, int, int]:
+        counts = 0
+        table = _up(counts + 8 * self.num_slots, _ALIGN)
+        consumed = _up(table + 8 * 3 * self.num_slots * self.max_frames, _ALIGN)
+        payload = _up(consumed + self.num_slots * self.max_frames, _ALIGN)
+        total = _up(payload + self.num_slots * self.slot_bytes, _ALIGN)
+        return counts, table, consumed, payload, total
+
+    @property
+    def total_bytes(self) -> int:
+        return self._regions[4]
+
+
+class RingViews:
+    """numpy views of the four regions of a mapped segment."""
+
+    def __init__(self, spec: RingSpec, buf: memoryview | mmap.mmap):
+        c, t, k, p, _ = spec._regions
+        s, m = spec.num_slots, spec.max_frames
+        self.counts = np.ndarray((s,), dtype=np.int64, buffer=buf, offset=c)
+        self.table = np.ndarray((s, 3, m), dtype=np.int64, buffer=buf, offset=t)
+        self.consumed = np.ndarray((s, m), dtype=np.uint8, buffer=buf, offset=k)
+        self.payload = np.ndarray((s, spec.slot_bytes), dtype=np.uint8, buffer=buf, offset=p)
+
+    def release(self, slot: int, lo: int, hi: int) -> None:
+        self.consumed[slot, lo:hi] = 1
+
+
+@dataclass(frozen=True)
+class Stack:
+    """Frames ``first .. first + count - 1`` stored in ``slot``."""
+
+    slot: int
+    first: int
+    count: int
+
+
+class Ring:
+    """Owner side of a ring: creates, hands out free slots, unlinks."""
+
+    def __init__(self, num_slots: int = 64, slot_bytes: int = 4 << 20, max_frames: int = 256):
+        if num_slots < 2:
+            raise ValueError("a ring needs at least two slots")
+        self.spec_without_name = (num_slots, _up(slot_bytes, _FRAME_ALIGN), max_frames)
+        probe = RingSpec("", *self.spec_without_name)
+        self._shm = shared_memory.SharedMemory(create=True, size=probe.total_bytes)
+        self.spec = RingSpec(self._shm.name, *self.spec_without_name)
+        self.views = RingViews(self.spec, self._shm.buf)
+        self._published = np.zeros(num_slots, dtype=np.int64)
+        self._in_use = np.zeros(num_slots, dtype=bool)
+        self._next = 0
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def _is_free(self, slot: int) -> bool:
+        if not self._in_use[slot]:
+            return True
+        n = int(self._published[slot])
+        if n and self.views.consumed[slot, :n].all():
+            self._in_use[slot] = False
+            return True
+        return False
+
+    def try_acquire(self) -> int | None:
+        with self._lock:
+            s = self.spec.num_slots
+            for k in range(s):
+                slot = (self._next + k) % s
+                if self._is_free(slot):
+                    self._next = (slot + 1) % s
+                    self._in_use[slot] = True
+                    self._published[slot] = 0
+                    self.views.counts[slot] = 0
+                    return slot
+            return None
+
+    def acquire(self, stop: threading.Event, on_wait: Callable[[float], None],
+                timeout: float | None = None) -> int:
+        """A free slot; blocks (back-pressure) while every slot is in use."""
+        slot = self.try_acquire()
+        if slot is not None:
+            return slot
+        t0 = time.perf_counter()
+        pause = 20e-6
+        try:
+            while True:
+                if stop.is_set():
+                    raise AcquisitionError("receiver stopped while waiting for a free ring slot")
+                time.sleep(pause)
+                pause = min(pause * 2, 1e-3)
+                slot = self.try_acquire()
+                if slot is not None:
+                    return slot
+                if timeout is not None and time.perf_counter() - t0 > timeout:
+                    raise AcquisitionError(
+                        f"every one of the {self.spec.num_slots} ring slots stayed in use "
+                        f"for {timeout:.0f} s: the workers stopped consuming frames"
+                    )
+        finally:
+            on_wait(time.perf_counter() - t0)
+
+    def publish(self, slot: int, count: int) -> None:
+        with self._lock:
+            self.views.consumed[slot, :count] = 0
+            self.views.counts[slot] = count
+            self._published[slot] = count
+
+    def abandon(self, slot: int) -> None:
+        """Give back a slot that was acquired but never published."""
+        with self._lock:
+            self._in_use[slot] = False
+
+    def release(self, slot: int, lo: int, hi: int) -> None:
+        self.views.release(slot, lo, hi)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.views = None  # type: ignore[assignment]
+        try:
+            self._shm.close()
+        except BufferError:
+            pass  # a view is still alive somewhere; unlink frees the name anyway
+        try:
+            self._shm.unlink()
+        except FileNotFoundError:
+            pass
+
+
+class RingWriter:
+    """Receiver side: fills slots with consecutive frames and publishes them.
+
+    A stack is published when its slot is full (bytes or frame table), when
+    the next frame is not the successor of the last one, or on ``flush()``
+    (the receiver flushes when the stream pauses, so that live results do not
+    wait for a slot to fill at low frame rates).
+    """
+
+    def __init__(self, ring: Ring, publish: Callable[[Stack], None], stop: threading.Event,
+                 on_wait: Callable[[float], None], slot_timeout: float | None = None):
+        self.ring = ring
+        self._publish = publish
+        self._stop = stop
+        self._on_wait = on_wait
+        self._slot_timeout = slot_timeout
+        self._slot: int | None = None
+        self._first = 0
+        self._count = 0
+        self._fill = 0
+        views = ring.views
+        self._table = views.table
+        self._payload = views.payload
+        self._max_frames = ring.spec.max_frames
+        self._slot_bytes = ring.spec.slot_bytes
+
+    def reserve(self, index: int, nbytes: int) -> np.ndarray:
+        """Writable uint8 space for frame ``index`` of ``nbytes`` bytes."""
+        if nbytes > self._slot_bytes:
+            raise AcquisitionError(
+                f"frame {index} has {nbytes} bytes, more than a ring slot holds "
+                f"({self._slot_bytes}); open the connection with a larger slot size"
+            )
+        if self._slot is not None and (
+            self._count == self._max_frames
+            or index != self._first + self._count
+            or self._fill + nbytes > self._slot_bytes
+        ):
+            self.flush()
+        if self._slot is None:
+            self._slot = self.ring.acquire(self._stop, self._on_wait, self._slot_timeout)
+            self._first = index
+            self._count = 0
+            self._fill = 0
+        return self._payload[self._slot, self._fill:self._fill + nbytes]
+
+    def commit(self, nbytes: int, aux: int = 0) -> None:
+        assert self._slot is not None
+        row = self._count
+        table = self._table[self._slot]
+        table[OFFSET, row] = self._fill
+        table[SIZE, row] = nbytes
+        table[AUX, row] = aux
+        self._count += 1
+        self._fill = _up(self._fill + nbytes, _FRAME_ALIGN)
+
+    def put(self, index: int, payload, aux: int = 0) -> None:
+        """Copy one frame's bytes (any buffer) into the ring."""
+        src = np.frombuffer(payload, dtype=np.uint8)
+        dest = self.reserve(index, src.nbytes)
+        dest[:] = src
+        self.commit(src.nbytes, aux)
+
+    @property
+    def pending(self) -> int:
+        return self._count
+
+    def flush(self) -> None:
+        if self._slot is None:
+            return
+        slot, count = self._slot, self._count
+        self._slot = None
+        if count == 0:
+            self.ring.abandon(slot)
+            return
+        self.ring.publish(slot, count)
+        self._publish(Stack(slot=slot, first=self._first, count=count))
+
+
+_ATTACHED: dict[str, tuple[mmap.mmap, RingViews]] = {}
+_ATTACH_KEEP = 4
+
+
+def attach(spec: RingSpec) -> RingViews:
+    """Worker side: map a ring once per process (by its name) and keep it.
+
+    Maps ``/dev/shm/<name>`` directly instead of using ``SharedMemory`` so that
+    attaching does not register the segment with the resource tracker, which
+    the workers share with the owner (only the owner must unlink).
+    """
+    hit = _ATTACHED.get(spec.name)
+    if hit is not None:
+        return hit[1]
+    path = os.path.join("/dev/shm", spec.name.lstrip("/"))
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except FileNotFoundError:
+        raise AcquisitionError(
+            f"the frame ring {spec.name!r} is gone: the acquisition ended before this "
+            "worker could read its frames"
+        ) from None
+    try:
+        mm = mmap.mmap(fd, spec.total_bytes)
+    finally:
+        os.close(fd)
+    views = RingViews(spec, mm)
+    while len(_ATTACHED) >= _ATTACH_KEEP:
+        old_name = next(iter(_ATTACHED))
+        old_mm, _old_views = _ATTACHED.pop(old_name)
+        del _old_views
+        try:
+            old_mm.close()
+        except BufferError:
+            pass
+    _ATTACHED[spec.name] = (mm, views)
+    return views

@@ -1,0 +1,171 @@
+"""One acquisition's worth of frames on their way from a receiver to the workers.
+
+The receiver (a plugin's thread) writes frames through :meth:`FrameStream.writer`
+and ends the stream with :meth:`finish` or :meth:`fail`; the comm handler in
+the main process takes published stacks with :meth:`next_stack`.  The stream
+owns the ring and the ledger of its acquisition.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from libertem_live.errors import (
+    AcquisitionError, AcquisitionTimeoutError, StreamTruncatedError,
+)
+from libertem_live.ledger import Ledger
+from libertem_live.transport.ring import Ring, RingSpec, RingWriter, Stack
+
+
+@dataclass(frozen=True)
+class RingConfig:
+    """How big the ring of one acquisition is.  The defaults hold 256 MiB."""
+
+    num_slots: int = 64
+    slot_bytes: int = 4 << 20
+    max_frames: int = 256
+
+
+class _End:
+    pass
+
+
+_END = _End()
+
+
+class FrameStream:
+    def __init__(self, expected: int | None, ring: RingConfig | None = None,
+                 timeout: float = 30.0, source: str = "detector"):
+        cfg = ring or RingConfig()
+        self.ring = Ring(cfg.num_slots, cfg.slot_bytes, cfg.max_frames)
+        self.ledger = Ledger(expected)
+        self.timeout = timeout
+        self.source = source
+        self.stop_event = threading.Event()
+        self._queue: queue.SimpleQueue[Stack | _End | BaseException] = queue.SimpleQueue()
+        self._error: BaseException | None = None
+        self._ended = False
+        self._closed = False
+        self._next_index = 0
+        self._on_close: list[Callable[[], None]] = []
+
+    @property
+    def spec(self) -> RingSpec:
+        return self.ring.spec
+
+    @property
+    def expected(self) -> int | None:
+        return self.ledger.expected
+
+    def set_expected(self, n: int) -> None:
+        self.ledger.expected = n
+
+    # --- receiver side -----------------------------------------------------
+    def writer(self, slot_timeout: float | None = None) -> RingWriter:
+        return RingWriter(
+            self.ring, self._publish, self.stop_event,
+            on_wait=lambda dt: self.ledger.add(blocked_s=dt),
+            slot_timeout=slot_timeout,
+        )
+
+    def _publish(self, stack: Stack) -> None:
+        self.ledger.add(received=stack.count)
+        self._queue.put(stack)
+
+    def finish(self) -> None:
+        """The receiver saw the normal end of the acquisition."""
+        self._queue.put(_END)
+
+    def fail(self, error: BaseException) -> None:
+        """The receiver hit an error; the consumer raises it at the next stack."""
+        if isinstance(error, AcquisitionError) and error.ledger is None:
+            error.ledger = self.ledger
+        if self._error is None:
+            self._error = error
+        self._queue.put(error)
+
+    @property
+    def stopped(self) -> bool:
+        return self.stop_event.is_set()
+
+    # --- consumer side -----------------------------------------------------
+    @property
+    def error(self) -> BaseException | None:
+        return self._error
+
+    def next_stack(self, timeout: float | None = None) -> Stack:
+        """The next published stack; raises when the stream ended early or failed."""
+        if self._error is not None and self._ended:
+            raise self._error
+        wait = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + wait
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                item = self._queue.get(timeout=max(remaining, 0.0))
+            except queue.Empty:
+                err = AcquisitionTimeoutError(
+                    f"no frame from the {self.source} within {wait:g} s (waiting for frame "
+                    f"{self._next_index}); is the detector triggered and the scan running? "
+                    "Raise the connection's timeout for slow scans",
+                    self.ledger,
+                )
+                self._error = self._error or err
+                raise err from None
+            if isinstance(item, Stack):
+                if item.first != self._next_index:
+                    err2 = AcquisitionError(
+                        f"internal error: stack starts at frame {item.first}, expected "
+                        f"{self._next_index}", self.ledger)
+                    self._error = err2
+                    raise err2
+                self._next_index = item.first + item.count
+                return item
+            self._ended = True
+            if isinstance(item, BaseException):
+                raise item
+            expected = self.ledger.expected
+            got = self._next_index
+            self.ledger.finish_short()
+            err3 = StreamTruncatedError(
+                f"the {self.source} ended the acquisition after {got} frames, "
+                f"but {expected} were expected; check the detector's frame count and "
+                "the scan settings", self.ledger,
+            )
+            self._error = err3
+            raise err3
+
+    def drain(self) -> None:
+        """Release every frame still queued (acquisition over or cancelled)."""
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if isinstance(item, Stack):
+                self.ring.release(item.slot, 0, item.count)
+
+    def on_close(self, callback: Callable[[], None]) -> None:
+        """Register a receiver-side clean-up (stop and join the receiving
+        thread); it runs before the ring is freed."""
+        self._on_close.append(callback)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        """Stop the receiver side and free the shared memory."""
+        if self._closed:
+            return
+        self._closed = True
+        self.stop_event.set()
+        try:
+            for callback in self._on_close:
+                callback()
+        finally:
+            self.drain()
+            self.ring.close()
