@@ -10,16 +10,15 @@ import os
 from typing import Any
 
 from libertem.api import Context, ResultGenerator
-from libertem.common.executor import JobCancelledError
-from libertem.common.exceptions import UDFRunCancelled
 
 from libertem_live import navshape
 from libertem_live.acquisition import LiveAcquisition
 from libertem_live.dispatch import HookDispatcher
-from libertem_live.errors import AcquisitionStateError, NavShapeError
+from libertem_live.errors import NavShapeError
 from libertem_live.hooks import DetermineNavShapeEnv, Hooks
 from libertem_live.protocols import AcquisitionController, DetectorConnection, PendingAcquisition
 from libertem_live.registry import Registry, default_registry
+from libertem_live.udf.lifecycle import LiveRunAware
 
 __all__ = ["LiveContext", "Hooks"]
 
@@ -134,91 +133,122 @@ class LiveContext(Context):
     # --- running ------------------------------------------------------------------
     def _run_sync(self, dataset: Any, udf: Any, roi: Any, corrections: Any, progress: Any,
                   backends: Any, plots: Any, iterate: bool, copy_needed: bool = False) -> Any:
-        if not isinstance(dataset, LiveAcquisition):
-            return super()._run_sync(dataset, udf, roi, corrections, progress, backends,
-                                     plots, iterate, copy_needed)
-        dataset.start_acquisition()
+        udfs = list(udf) if isinstance(udf, (list, tuple)) else [udf]
+        run = _Run(dataset, udfs, roi)
+        run.before()
         try:
             result = super()._run_sync(dataset, udf, roi, corrections, progress, backends,
                                        plots, iterate, copy_needed)
         except BaseException as e:
-            _finish(dataset, e, roi)
-            raise  # _finish raises; this is for type checkers
+            run.finish(e)
+            raise  # run.finish raises; this is for type checkers
         if iterate:
-            return _LiveResultGenerator(result, dataset, roi)
-        _finish(dataset, None, roi)
+            return _LiveResultGenerator(result, run)
+        run.finish(None)
         return result
 
 
-def _expected_processed(dataset: LiveAcquisition, roi: Any) -> int:
-    if roi is None:
-        return dataset.nimages
-    import numpy as np
-    from libertem.common.sparse import to_dense
-    return int(np.count_nonzero(to_dense(roi)))
+class _Run:
+    """One UDF run in a LiveContext: arms before, always ends after."""
 
+    def __init__(self, dataset: Any, udfs: list[Any], roi: Any):
+        self.dataset = dataset
+        self.live = isinstance(dataset, LiveAcquisition)
+        self.aware = [u for u in udfs if isinstance(u, LiveRunAware)]
+        self.roi = roi
+        self.ended = False
 
-def _finish(dataset: LiveAcquisition, error: BaseException | None, roi: Any) -> None:
-    """End the run; raise the stream's own error in place of LiberTEM's cancel."""
-    stream_error = dataset.stream_error
-    try:
-        dataset.end_acquisition(error=error or stream_error)
-    except Exception as stop_error:
-        if error is None:
-            raise
-        error.__context__ = stop_error
-    ledger = dataset.ledger
-    if error is None:
-        ledger.processed = _expected_processed(dataset, roi)
-        return
-    if stream_error is not None and stream_error is not error:
-        raise stream_error from error
-    raise error
+    def before(self) -> None:
+        for u in self.aware:
+            u.before_live_run(self.dataset)
+        if self.live:
+            try:
+                self.dataset.start_acquisition()
+            except BaseException as e:
+                self._after_udfs(e)
+                raise
+
+    def _after_udfs(self, error: BaseException | None) -> None:
+        for u in self.aware:
+            u.after_live_run(self.dataset, error)
+
+    def expected_processed(self) -> int:
+        if self.roi is None:
+            return self.dataset.nimages
+        import numpy as np
+        from libertem.common.sparse import to_dense
+        return int(np.count_nonzero(to_dense(self.roi)))
+
+    def finish(self, error: BaseException | None) -> None:
+        """End the run; raise the stream's own error in place of LiberTEM's cancel."""
+        if self.ended:
+            return
+        self.ended = True
+        if not self.live:
+            self._after_udfs(error)
+            if error is not None:
+                raise error
+            return
+        dataset: LiveAcquisition = self.dataset
+        stream_error = dataset.stream_error
+        final = error
+        if stream_error is not None and stream_error is not error:
+            final = stream_error
+            if error is not None and stream_error.__cause__ is None:
+                stream_error.__cause__ = error
+        try:
+            dataset.end_acquisition(error=final)
+        except Exception as stop_error:
+            if final is None:
+                final = stop_error
+            else:
+                final.__context__ = stop_error
+        if final is None:
+            dataset.ledger.processed = self.expected_processed()
+        self._after_udfs(final)
+        if final is not None:
+            raise final
 
 
 class _LiveResultGenerator(ResultGenerator):
     """Ends the acquisition when iteration ends: exhausted, failed or closed."""
 
-    def __init__(self, inner: ResultGenerator, dataset: LiveAcquisition, roi: Any):
+    def __init__(self, inner: ResultGenerator, run: _Run):
         self._inner = inner
-        self._dataset = dataset
-        self._roi = roi
-        self._ended = False
+        self._run = run
 
     def __iter__(self) -> _LiveResultGenerator:
         return self
 
     def __next__(self) -> Any:
-        if self._ended:
+        if self._run.ended:
             raise StopIteration
         try:
             res = next(self._inner)
         except StopIteration:
-            self._end(None)
+            self._run.finish(None)
             raise
         except BaseException as e:
-            self._end(e)
+            self._run.finish(e)
             raise
-        try:
-            self._dataset.ledger.processed = int(res.damage.data.sum())
-        except Exception:
-            pass
+        if self._run.live:
+            try:
+                self._run.dataset.ledger.processed = int(res.damage.data.sum())
+            except Exception:
+                pass
         return res
 
-    def _end(self, error: BaseException | None) -> None:
-        if self._ended:
-            return
-        self._ended = True
-        _finish(self._dataset, error, self._roi)
-
     def close(self) -> None:
-        if self._ended:
+        if self._run.ended:
             return
         try:
             self._inner.close()
         finally:
-            self._ended = True
-            self._dataset.end_acquisition(error=None)
+            from libertem_live.errors import AcquisitionStateError as _Closed
+            try:
+                self._run.finish(_Closed("the result iterator was closed before the end"))
+            except _Closed:
+                pass
 
     def update_parameters_experimental(self, parameters: list[dict[str, Any]]) -> None:
         self._inner.update_parameters_experimental(parameters)
@@ -227,15 +257,11 @@ class _LiveResultGenerator(ResultGenerator):
         try:
             return self._inner.throw(exc)
         except BaseException as e:
-            self._end(e)
+            self._run.finish(e)
             raise
 
     def __del__(self) -> None:
         try:
-            if not self._ended:
-                self.close()
+            self.close()
         except Exception:
             pass
-
-
-_CANCEL_TYPES = (UDFRunCancelled, JobCancelledError, AcquisitionStateError)

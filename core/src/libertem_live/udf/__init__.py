@@ -1,0 +1,1 @@
+"""UDFs shipped with libertem-live: recording and live monitoring."""

@@ -1,0 +1,128 @@
+"""Record the live stream to a ``.npy`` file.
+
+The workers write their partitions straight into a memory-mapped file under
+a temporary name (``.<name>.partial``).  Only when the acquisition completed
+is it renamed to the requested name, next to a JSON sidecar describing the
+recording (shape, dtype, detector, settings, versions, ledger).  A failed
+run leaves ``<stem>.incomplete.npy`` and ``<stem>.incomplete.json`` instead,
+so a half-written file is never presented as complete and data from a
+sample that may not survive a second scan is not thrown away.
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+from typing import Any
+
+import numpy as np
+from libertem.udf.base import UDF
+
+
+def _paths(filename: str) -> tuple[str, str, str, str]:
+    filename = os.fspath(filename)
+    head, tail = os.path.split(filename)
+    stem = os.path.splitext(filename)[0]
+    partial = os.path.join(head, f".{tail}.partial")
+    return partial, stem + ".json", stem + ".incomplete.npy", stem + ".incomplete.json"
+
+
+def _versions() -> dict[str, str]:
+    from importlib import metadata
+    out = {"python": platform.python_version()}
+    for dist in ("libertem", "libertem-live-core", "numpy"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+class RecordUDF(UDF):
+    """Write every frame, in its native dtype, to ``filename`` (NPY format).
+
+    Refuses to overwrite an existing file unless ``overwrite=True``.
+    """
+
+    def __init__(self, filename: str, overwrite: bool = False):
+        super().__init__(filename=os.fspath(filename), overwrite=overwrite)
+
+    def get_preferred_input_dtype(self) -> Any:
+        return self.USE_NATIVE_DTYPE
+
+    def get_result_buffers(self) -> dict[str, Any]:
+        return {}
+
+    # main process, before arming
+    def before_live_run(self, dataset: Any) -> None:
+        filename = self.params.filename
+        if os.path.exists(filename) and not self.params.overwrite:
+            raise FileExistsError(
+                f"{filename} exists; RecordUDF refuses to overwrite a recording. Pass "
+                "RecordUDF(filename, overwrite=True) or choose another name"
+            )
+        partial = _paths(filename)[0]
+        mm = np.lib.format.open_memmap(
+            partial, mode="w+", dtype=dataset.dtype, shape=tuple(dataset.shape),
+        )
+        del mm
+
+    def after_live_run(self, dataset: Any, error: BaseException | None) -> None:
+        filename = self.params.filename
+        partial, sidecar, incomplete, incomplete_sidecar = _paths(filename)
+        ledger = getattr(dataset, "ledger", None)
+        info = {
+            "file": os.path.basename(filename),
+            "shape": [int(n) for n in dataset.shape],
+            "nav_shape": [int(n) for n in dataset.shape.nav],
+            "sig_shape": [int(n) for n in dataset.shape.sig],
+            "dtype": str(np.dtype(dataset.dtype)),
+            "detector": getattr(getattr(dataset, "conn", None), "detector_name", None),
+            "settings": _jsonable(getattr(dataset, "meta", None) and dataset.meta.metadata),
+            "versions": _versions(),
+            "ledger": ledger.as_dict() if ledger is not None else None,
+            "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+            "complete": error is None,
+        }
+        if not os.path.exists(partial):
+            return
+        if error is None:
+            os.replace(partial, filename)
+            target = sidecar
+        else:
+            info["error"] = f"{type(error).__name__}: {error}"
+            info["file"] = os.path.basename(incomplete)
+            os.replace(partial, incomplete)
+            target = incomplete_sidecar
+        with open(target, "w") as f:
+            json.dump(info, f, indent=2)
+
+    # workers
+    def get_task_data(self) -> dict[str, Any]:
+        partial = _paths(self.params.filename)[0]
+        mm = np.load(partial, mmap_mode="r+")
+        flat = mm.reshape((-1,) + tuple(self.meta.dataset_shape.sig))
+        return {"frames": flat}
+
+    def process_tile(self, tile: Any) -> None:
+        sl = self.meta.slice
+        start = sl.origin[0]
+        self.task_data.frames[start:start + tile.shape[0]] = tile
+
+    def postprocess(self) -> None:
+        self.task_data.frames.flush()
+
+
+def _jsonable(value: Any) -> Any:
+    try:
+        json.dumps(value)
+        return value
+    except TypeError:
+        if isinstance(value, dict):
+            return {str(k): _jsonable(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [_jsonable(v) for v in value]
+        if isinstance(value, np.ndarray):
+            return f"<array {value.shape} {value.dtype}>"
+        return repr(value)
