@@ -20,7 +20,8 @@ class MemoryPending:
         self._conn = conn
         self._stream: FrameStream | None = stream
         self.nimages = conn.nframes
-        self.nav_shape: tuple[int, ...] | None = conn.nav_shape
+        self.nav_shape: tuple[int, ...] | None = (
+            conn.nav_shape if conn.announce_nav_shape else None)
         self.format = conn.frame_format()
 
     def take_stream(self) -> FrameStream:
@@ -41,7 +42,7 @@ class MemoryConnection:
     def __init__(self, data: np.ndarray, *, sig_dims: int = 2, frames_per_stack: int = 64,
                  truncate_after: int | None = None, passive_count: int | None = None,
                  timeout: float = 10.0, ring: RingConfig | None = None,
-                 start_delay: float = 0.0):
+                 start_delay: float = 0.0, announce_nav_shape: bool = True):
         data = np.asarray(data)
         if data.ndim < sig_dims + 1:
             raise ValueError(
@@ -62,6 +63,7 @@ class MemoryConnection:
             max_frames=frames_per_stack,
         )
         self.start_delay = start_delay
+        self.announce_nav_shape = announce_nav_shape
         self._lock = threading.Lock()
         self._streams: list[FrameStream] = []
         self._closed = False
@@ -99,6 +101,13 @@ class MemoryConnection:
                 return None
             self.passive_count -= 1
         return MemoryPending(self, self.start_stream(self.nframes))
+
+    def announce(self, count: int = 1) -> None:
+        """Stand-in for external software arming the detector: makes ``count``
+        more acquisitions available to ``wait_for_acquisition`` (only matters
+        when the connection was opened with a ``passive_count``)."""
+        if self.passive_count is not None:
+            self.passive_count += count
 
     def get_active_controller(self, **params: Any) -> MemoryController:
         if params:
