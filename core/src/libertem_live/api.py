@@ -57,14 +57,15 @@ class LiveContext(Context):
         return self._registry if self._registry is not None else default_registry()
 
     def _create_local_executor(self) -> Any:
-        from libertem.executor.pipelined import PipelinedExecutor
         from libertem.utils.devices import detect
+
+        from libertem_live.executor import LivePipelinedExecutor
         devices = detect()
         cpus = devices["cpus"]
         if hasattr(os, "sched_getaffinity"):
             cpus = list(range(min(len(cpus), len(os.sched_getaffinity(0)))))
-        return PipelinedExecutor(
-            spec=PipelinedExecutor.make_spec(
+        return LivePipelinedExecutor(
+            spec=LivePipelinedExecutor.make_spec(
                 cpus=cpus or [0], cudas=devices["cudas"], has_cupy=devices["has_cupy"],
             ),
             pin_workers=False,

@@ -1,0 +1,67 @@
+"""The nav-shape rules as the usage page states them."""
+from __future__ import annotations
+
+import pytest
+
+from libertem_live import navshape
+from libertem_live.errors import NavShapeError
+
+
+@pytest.mark.parametrize("given, n, expected", [
+    ((-1, 64), 16384, (256, 64)),
+    ((4, -1, -1), 16384, (4, 64, 64)),
+    ((-1,), 10, (10,)),
+    ((2, -1, 5), 30, (2, 3, 5)),
+])
+def test_placeholders(given, n, expected) -> None:
+    assert navshape.resolve(given, n) == expected
+
+
+@pytest.mark.parametrize("given, n, match", [
+    ((-1, -1, -1), 8, "at most two"),
+    ((-1, 7), 64, "not divisible"),
+    ((2, -1, -1), 12, "not a square"),
+    ((0, 5), 5, "contains 0"),
+    ((-2, 5), 10, "contains -2"),
+    (("a", 5), 10, "tuple of integers"),
+])
+def test_placeholder_errors(given, n, match) -> None:
+    with pytest.raises(NavShapeError, match=match):
+        navshape.resolve(given, n)
+
+
+def test_order_concrete_before_hook() -> None:
+    def hook():
+        raise AssertionError("hook must not be asked when the shape is concrete")
+    assert navshape.resolve((4, 4), 16, hook=hook) == (4, 4)
+
+
+def test_hook_before_placeholders_and_detector() -> None:
+    assert navshape.resolve((-1, 4), 16, hook=lambda: (2, 8), detector_hint=(16,)) == (2, 8)
+
+
+def test_hook_none_falls_through() -> None:
+    assert navshape.resolve(None, 16, hook=lambda: None, detector_hint=(2, 8)) == (2, 8)
+
+
+def test_hook_result_checked() -> None:
+    with pytest.raises(NavShapeError, match="on_determine_nav_shape"):
+        navshape.resolve(None, 16, hook=lambda: (-1, 4))
+    with pytest.raises(NavShapeError, match="has 15 positions"):
+        navshape.resolve(None, 16, hook=lambda: (3, 5))
+
+
+def test_detector_then_controller_then_square() -> None:
+    assert navshape.resolve(None, 16, detector_hint=(1, 16), controller_hint=lambda n: (2, 8)) \
+        == (1, 16)
+    assert navshape.resolve(None, 16, controller_hint=lambda n: (2, 8)) == (2, 8)
+    assert navshape.resolve(None, 16, controller_hint=lambda n: None) == (4, 4)
+
+
+def test_no_way_to_know() -> None:
+    with pytest.raises(NavShapeError, match="not a square number"):
+        navshape.resolve(None, 12)
+    with pytest.raises(NavShapeError, match="number of images is unknown"):
+        navshape.resolve(None, None)
+    with pytest.raises(NavShapeError, match="acquisition has 12 images"):
+        navshape.resolve((4, 4), 12)
