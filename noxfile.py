@@ -1,0 +1,99 @@
+"""Sessions for the whole repository.
+
+Every package is installed and tested in an environment of its own, so a
+package that only works because a sibling happens to be installed fails
+here.  ``python3 dev.py test`` runs every session tagged ``tests``.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).resolve().parent
+nox.options.default_venv_backend = "uv"
+nox.options.reuse_existing_virtualenvs = True
+nox.options.error_on_missing_interpreters = True
+
+CORE = str(ROOT / "core")
+TESTING = str(ROOT / "testing")
+PLUGINS = {
+    "dectris": str(ROOT / "plugins" / "dectris"),
+    "merlin": str(ROOT / "plugins" / "merlin"),
+    "asi_tpx3": str(ROOT / "plugins" / "asi_tpx3"),
+}
+SHARED = ROOT.parent / "shared"
+
+
+def _env() -> dict[str, str]:
+    env = {"MPLBACKEND": "Agg", "PYTHONFAULTHANDLER": "1"}
+    if SHARED.exists():
+        env["LIBERTEM_LIVE_SHARED"] = str(SHARED)
+    return env
+
+
+def _installable(path: str) -> bool:
+    return (Path(path) / "pyproject.toml").exists()
+
+
+@nox.session(tags=["tests"])
+def test_core(session: nox.Session) -> None:
+    """The core alone (with the conformance kit it is certified by)."""
+    session.install("-e", CORE, "-e", TESTING, "pytest")
+    session.run("pytest", "-q", str(ROOT / "core" / "tests"), *session.posargs, env=_env())
+
+
+@nox.session(tags=["tests"])
+def test_testing(session: nox.Session) -> None:
+    """The conformance kit's own tests (including the broken toy driver)."""
+    session.install("-e", CORE, "-e", TESTING, "pytest")
+    session.run("pytest", "-q", str(ROOT / "testing" / "tests"), *session.posargs, env=_env())
+
+
+def _plugin_session(name: str):
+    path = PLUGINS[name]
+
+    def run(session: nox.Session) -> None:
+        if not _installable(path):
+            session.skip(f"plugins/{name} has no pyproject.toml yet")
+        session.install("-e", CORE, "-e", TESTING, "-e", path, "pytest")
+        session.run("pytest", "-q", str(Path(path) / "tests"), *session.posargs, env=_env())
+
+    run.__doc__ = f"The {name} driver with its simulator and the conformance kit."
+    return run
+
+
+for _name in PLUGINS:
+    nox.session(name=f"test_{_name}", tags=["tests"])(_plugin_session(_name))
+
+
+def _install_all(session: nox.Session) -> None:
+    paths = [CORE, TESTING] + [p for p in PLUGINS.values() if _installable(p)]
+    args: list[str] = []
+    for p in paths:
+        args += ["-e", p]
+    session.install(*args)
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """The main job: a live acquisition from a simulator, with a picture of the result."""
+    _install_all(session)
+    out = session.posargs or [str(ROOT / "out" / "demo.png")]
+    session.run("python", str(ROOT / "examples" / "live_demo.py"), "--out", *out, env=_env())
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Throughput of the transport and the drivers (prints a table, writes JSON)."""
+    _install_all(session)
+    session.run("python", str(ROOT / "bench" / "run.py"), *session.posargs, env=_env())
+
+
+@nox.session(tags=["tests"])
+def docs(session: nox.Session) -> None:
+    """The documentation's examples run (the usage page runs in the dectris tests)."""
+    _install_all(session)
+    session.install("pytest")
+    session.run("pytest", "-q", str(ROOT / "docs" / "tests"), *session.posargs, env=_env())
