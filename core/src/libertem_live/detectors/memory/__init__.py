@@ -24,6 +24,7 @@ def libertem_live_detectors() -> list[DetectorInfo]:
         description="streams a numpy array (nav + sig) like a detector; for tests and demos",
         parameters={
             "data": "array of shape nav_shape + sig_shape",
+            "nav_shape": "scan shape, if longer than the array (frames repeat)",
             "frames_per_stack": "frames the receiver writes per ring slot",
             "truncate_after": "end the stream after this many frames (fault injection)",
             "passive_count": "acquisitions wait_for_acquisition announces (None: unlimited)",

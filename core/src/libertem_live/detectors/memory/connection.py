@@ -42,7 +42,8 @@ class MemoryConnection:
     def __init__(self, data: np.ndarray, *, sig_dims: int = 2, frames_per_stack: int = 64,
                  truncate_after: int | None = None, passive_count: int | None = None,
                  timeout: float = 10.0, ring: RingConfig | None = None,
-                 start_delay: float = 0.0, announce_nav_shape: bool = True):
+                 start_delay: float = 0.0, announce_nav_shape: bool = True,
+                 nav_shape: tuple[int, ...] | None = None):
         data = np.asarray(data)
         if data.ndim < sig_dims + 1:
             raise ValueError(
@@ -50,8 +51,9 @@ class MemoryConnection:
                 f"got shape {data.shape}"
             )
         self.data = data
-        self.nav_shape = tuple(data.shape[:-sig_dims])
         self.sig_shape = tuple(data.shape[-sig_dims:])
+        self._pool = data.reshape((-1,) + self.sig_shape)
+        self.nav_shape = tuple(data.shape[:-sig_dims]) if nav_shape is None else tuple(nav_shape)
         self.nframes = int(math.prod(self.nav_shape))
         self.frames_per_stack = frames_per_stack
         self.truncate_after = truncate_after
@@ -85,9 +87,8 @@ class MemoryConnection:
         self._check_open()
         stream = FrameStream(nimages, ring=self.ring, timeout=self.timeout,
                              source="memory detector")
-        frames = self.data.reshape((self.nframes,) + self.sig_shape)[:nimages]
-        start_receiver(stream, frames, self.frames_per_stack, self.truncate_after,
-                       self.start_delay)
+        start_receiver(stream, self._pool, nimages, self.frames_per_stack,
+                       self.truncate_after, self.start_delay)
         with self._lock:
             self._streams = [s for s in self._streams if not s.closed] + [stream]
         return stream

@@ -7,10 +7,13 @@ from libertem_live.transport.stream import FrameStream
 from libertem_live.transport.thread import ReceiverThread
 
 
-def start_receiver(stream: FrameStream, frames: np.ndarray, frames_per_stack: int,
-                   truncate_after: int | None, delay_s: float = 0.0) -> ReceiverThread:
-    """``frames`` has shape (N, *sig); frames are flushed every ``frames_per_stack``."""
-    count = len(frames) if truncate_after is None else min(len(frames), truncate_after)
+def start_receiver(stream: FrameStream, frames: np.ndarray, nimages: int,
+                   frames_per_stack: int, truncate_after: int | None,
+                   delay_s: float = 0.0) -> ReceiverThread:
+    """Sends ``nimages`` frames, cycling through ``frames`` (shape (N, *sig)) when
+    the scan is longer than the array; flushes every ``frames_per_stack``."""
+    count = nimages if truncate_after is None else min(nimages, truncate_after)
+    pool = len(frames)
 
     def run(stream: FrameStream) -> None:
         writer = stream.writer()
@@ -20,7 +23,7 @@ def start_receiver(stream: FrameStream, frames: np.ndarray, frames_per_stack: in
         for i in range(count):
             if stop.is_set():
                 return
-            writer.put(i, frames[i].reshape(-1).view(np.uint8))
+            writer.put(i, frames[i % pool].reshape(-1).view(np.uint8))
             if writer.pending >= frames_per_stack:
                 writer.flush()
         writer.flush()
