@@ -184,3 +184,38 @@ def test_no_shared_memory_left_behind(ctx, data) -> None:
         assert pending is not None  # announced, never run: closing conn must free it
     leaked = {n for n in set(os.listdir("/dev/shm")) - before if n.startswith("psm_")}
     assert not leaked, f"shared memory segments left behind: {leaked}"
+
+
+def test_sparse_tiles_for_sparse_udfs(ctx, data) -> None:
+    """UDFs that accept CSR get CSR tiles; dense UDFs get dense ones; same results."""
+    from libertem.udf.base import UDF
+
+    class SeenBackend(UDF):
+        def get_backends(self):
+            return (self.BACKEND_SCIPY_CSR,)
+
+        def get_result_buffers(self):
+            return {"total": self.buffer(kind="sig", dtype="float64"),
+                    "kinds": self.buffer(kind="nav", dtype="int8")}
+
+        def process_tile(self, tile):
+            import scipy.sparse
+            assert scipy.sparse.issparse(tile), type(tile)
+            self.results.total[:] += np.asarray(tile.sum(axis=0)).reshape(self.results.total.shape)
+            self.results.kinds[:] = 1
+
+        def merge(self, dest, src):
+            dest.total[:] += src.total
+            dest.kinds[:] = src.kinds
+
+    sparse_data = data * (data > 900)
+    roi = np.ones((6, 10), dtype=bool)
+    roi[2] = False
+    with ctx.make_connection("memory").open(data=sparse_data, sparse=True) as conn:
+        aq = ctx.make_acquisition(conn=conn, nav_shape=(6, 10), frames_per_partition=13)
+        res = ctx.run_udf(dataset=aq, udf=[SeenBackend(), SumUDF()])
+        assert np.array_equal(res[0]["total"].data, sparse_data.sum(axis=(0, 1)))
+        assert np.array_equal(res[1]["intensity"].data, sparse_data.sum(axis=(0, 1)))
+        assert res[0]["kinds"].data.all()
+        res = ctx.run_udf(dataset=aq, udf=SeenBackend(), roi=roi)
+        assert np.array_equal(res["total"].data, sparse_data[roi].sum(axis=0))

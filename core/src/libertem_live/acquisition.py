@@ -15,7 +15,7 @@ import numpy as np
 from libertem.common import Shape, Slice
 from libertem.io.corrections import CorrectionSet
 from libertem.io.dataset.base import DataSet, DataSetMeta, DataTile, Partition
-from sparseconverter import CUDA, NUMPY
+from sparseconverter import CUDA, NUMPY, SCIPY_CSR, SPARSE_BACKENDS, for_backend
 
 from libertem_live.errors import AcquisitionError, AcquisitionStateError
 from libertem_live.hooks import ReadyForDataEnv
@@ -24,7 +24,8 @@ from libertem_live.protocols import (
     AcquisitionController, DetectorConnection, FrameFormat, PendingAcquisition,
 )
 from libertem_live.transport.feed import FeedCommHandler
-from libertem_live.transport.reader import decode_into, messages
+from libertem_live.transport.reader import decode_csr_from, decode_into, messages
+from libertem_live.transport.ring import attach
 from libertem_live.transport.stream import FrameStream
 
 DECODED_TOPIC = "libertem_live.decoded"
@@ -85,6 +86,10 @@ class LivePartition(Partition):
         scheme = tiling_scheme.adjust_for_partition(self)
         depth = total if scheme.intent == "partition" else min(scheme.depth, total)
         depth = max(depth, 1)
+        if self._sparse and array_backend in SPARSE_BACKENDS:
+            yield from self._sparse_tiles(depth, total, tile_origin, select_all, dest_dtype,
+                                          array_backend)
+            return
         buf = np.empty((depth,) + sig_shape, dtype=np.dtype(dest_dtype))
         corr = self._corrections
         have_corr = corr is not None and corr.have_corrections()
@@ -98,7 +103,6 @@ class LivePartition(Partition):
             if have_corr:
                 corr.apply(data, tile_slice)
             if array_backend not in (None, NUMPY, CUDA):
-                from sparseconverter import for_backend
                 return DataTile(for_backend(data, array_backend), tile_slice=tile_slice,
                                 scheme_idx=0)
             return DataTile(data, tile_slice=tile_slice, scheme_idx=0)
@@ -129,7 +133,6 @@ class LivePartition(Partition):
                             yield tile(fill)
                             tile_origin += fill
                             fill = 0
-                    from libertem_live.transport.ring import attach
                     attach(spec).release(slot, lo, hi)
             if fill:
                 yield tile(fill)
@@ -138,11 +141,68 @@ class LivePartition(Partition):
                 self._worker_context.signal(self.get_ident(), DECODED_TOPIC, {"n": decoded})
             except NotImplementedError:
                 pass
+        self._check_count(decoded, total)
+
+    def _check_count(self, decoded: int, total: int) -> None:
         if decoded != total:
             raise AcquisitionError(
                 f"partition of frames {self._start}..{self._stop - 1} decoded {decoded} "
                 f"frames, expected {total}"
             )
+
+    def _sparse_tiles(self, depth: int, total: int, tile_origin: int,
+                      select_all: np.ndarray | None, dest_dtype: Any,
+                      array_backend: Any) -> Iterator[DataTile]:
+        """CSR tiles straight from a sparse-capable decoder, never densified."""
+        import scipy.sparse
+        sig_shape = tuple(self.meta.shape.sig)
+        sig_dims = len(sig_shape)
+        parts: list[Any] = []
+        fill = 0
+        decoded = 0
+
+        def tile() -> DataTile:
+            arr = parts[0] if len(parts) == 1 else scipy.sparse.vstack(parts, format="csr")
+            if arr.dtype != np.dtype(dest_dtype):
+                arr = arr.astype(dest_dtype)
+            tile_slice = Slice(origin=(tile_origin,) + (0,) * sig_dims,
+                               shape=Shape((arr.shape[0],) + sig_shape, sig_dims=sig_dims))
+            data = arr if array_backend == SCIPY_CSR else for_backend(arr, array_backend)
+            return DataTile(data, tile_slice=tile_slice, scheme_idx=0)
+
+        try:
+            for spec, pieces in messages(self._worker_context.get_worker_queue()):
+                for slot, lo, hi, first in pieces:
+                    pos = lo
+                    while pos < hi:
+                        sel = None
+                        if select_all is not None:
+                            rel = first - self._start + (pos - lo)
+                            sel = np.flatnonzero(select_all[rel:rel + (hi - pos)])[:depth - fill]
+                            if len(sel) == 0:
+                                break
+                            step = int(sel[-1]) + 1
+                            k = len(sel)
+                        else:
+                            step = k = min(depth - fill, hi - pos)
+                        parts.append(decode_csr_from(self._frame_decoder, spec, slot, pos,
+                                                     pos + step, first + pos - lo, sel))
+                        fill += k
+                        pos += step
+                        decoded += k
+                        if fill == depth:
+                            yield tile()
+                            tile_origin += fill
+                            parts, fill = [], 0
+                    attach(spec).release(slot, lo, hi)
+            if fill:
+                yield tile()
+        finally:
+            try:
+                self._worker_context.signal(self.get_ident(), DECODED_TOPIC, {"n": decoded})
+            except NotImplementedError:
+                pass
+        self._check_count(decoded, total)
 
 
 class LiveAcquisition(DataSet):
@@ -207,6 +267,8 @@ class LiveAcquisition(DataSet):
 
     @property
     def array_backends(self) -> tuple[str, ...]:
+        if self.frame_format.sparse:
+            return (SCIPY_CSR, NUMPY, CUDA)
         return (NUMPY, CUDA)
 
     def check_valid(self) -> bool:

@@ -12,6 +12,9 @@ class Capabilities:
     active: bool = True
     #: the detector tells the scan shape (pending_aq.nav_shape is set)
     nav_shape_from_detector: bool = False
+    #: the detector can announce an acquisition without its scan shape
+    #: (scenario(announce_nav_shape=False)); False skips the square-fallback tests
+    nav_shape_can_be_unknown: bool = True
     #: the harness can make a stream that ends before all frames are sent
     short_stream: bool = True
     #: the harness can give the frames it sent (for RecordUDF round trips)

@@ -36,3 +36,12 @@ class RawDecoder:
         for i in range(n):
             o = int(offsets[i])
             out[i] = data[o:o + fb].view(self.dtype).reshape(self.sig_shape)
+
+    def decode_csr(self, data: np.ndarray, offsets: np.ndarray, sizes: np.ndarray,
+                   aux: np.ndarray) -> object:
+        """The same frames as a CSR matrix (n, prod(sig_shape)); lets drivers
+        with dense payloads exercise the sparse tile path."""
+        import scipy.sparse
+        out = np.empty((len(offsets),) + self.sig_shape, dtype=self.dtype)
+        self.decode(data, offsets, sizes, aux, out)
+        return scipy.sparse.csr_matrix(out.reshape((len(offsets), -1)))

@@ -52,6 +52,27 @@ def messages(worker_queue: Any) -> Iterator[tuple[RingSpec, Iterator[Piece]]]:
             views.release(slot, lo, hi)
 
 
+def decode_csr_from(decoder: Any, spec: RingSpec, slot: int, lo: int, hi: int, first: int,
+                    select: np.ndarray | None = None) -> Any:
+    """Frames ``lo..hi`` of ``slot`` (or the ``select``-ed subset) as one CSR matrix
+    of shape (n, prod(sig_shape)), from a decoder that offers ``decode_csr``."""
+    views = attach(spec)
+    table = views.table[slot]
+    offsets = table[OFFSET, lo:hi]
+    sizes = table[SIZE, lo:hi]
+    aux = table[AUX, lo:hi]
+    if select is not None:
+        offsets, sizes, aux = offsets[select], sizes[select], aux[select]
+    try:
+        return decoder.decode_csr(views.payload[slot], offsets, sizes, aux)
+    except DecodeError:
+        raise
+    except (ValueError, IndexError) as e:
+        raise DecodeError(
+            f"could not decode frames {first}..{first + hi - lo - 1}: {e}"
+        ) from e
+
+
 def decode_into(decoder: Any, spec: RingSpec, slot: int, lo: int, hi: int,
                 out: np.ndarray, first: int, select: np.ndarray | None = None) -> None:
     """Decode frames ``lo..hi`` of ``slot`` (or the ``select``-ed subset) into ``out``."""

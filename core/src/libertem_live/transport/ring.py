@@ -235,6 +235,43 @@ class RingWriter:
         self._count += 1
         self._fill = _up(self._fill + nbytes, _FRAME_ALIGN)
 
+    def commit_shared(self, nbytes: int, count: int) -> None:
+        """Book ``count`` consecutive frames that share one stored record (a
+        sparse chunk, say): each gets the record's offset and size, and its row
+        within the record as ``aux``.  Reserve with the first frame's index."""
+        assert self._slot is not None
+        if self._count + count > self._max_frames:
+            raise AcquisitionError(
+                f"a record of {count} frames does not fit the ring's frame table "
+                f"({self._max_frames - self._count} of {self._max_frames} entries free)"
+            )
+        row = self._count
+        table = self._table[self._slot]
+        table[OFFSET, row:row + count] = self._fill
+        table[SIZE, row:row + count] = nbytes
+        table[AUX, row:row + count] = np.arange(count)
+        self._count += count
+        self._fill = _up(self._fill + nbytes, _FRAME_ALIGN)
+
+    def room_for(self, index: int, nbytes: int, count: int) -> bool:
+        """Whether the current slot can take a record of ``count`` frames
+        starting at ``index`` without publishing first."""
+        return (self._slot is not None and index == self._first + self._count
+                and self._count + count <= self._max_frames
+                and self._fill + nbytes <= self._slot_bytes)
+
+    def reserve_record(self, index: int, nbytes: int, count: int) -> np.ndarray:
+        """Like :meth:`reserve`, for a record of ``count`` frames
+        (:meth:`commit_shared` books it)."""
+        if count > self._max_frames:
+            raise AcquisitionError(
+                f"a record of {count} frames is larger than a ring slot's frame table "
+                f"({self._max_frames}); split it or open the connection with a larger ring"
+            )
+        if self._slot is not None and not self.room_for(index, nbytes, count):
+            self.flush()
+        return self.reserve(index, nbytes)
+
     def put(self, index: int, payload, aux: int = 0) -> None:
         """Copy one frame's bytes (any buffer) into the ring."""
         src = np.frombuffer(payload, dtype=np.uint8)

@@ -65,9 +65,11 @@ class TestNavShape:
     def test_detector_knows(self, live_driver: Any, live_ctx: Any) -> None:
         assert _resolve(live_ctx, live_driver, (4, 16), None) == (4, 16)
 
+    @pytest.mark.live_requires("nav_shape_can_be_unknown")
     def test_square_fallback(self, live_driver: Any, live_ctx: Any) -> None:
         assert _resolve(live_ctx, live_driver, (4, 16), None, announce=False) == (8, 8)
 
+    @pytest.mark.live_requires("nav_shape_can_be_unknown")
     def test_no_shape_and_not_square_is_an_error(self, live_driver: Any,
                                                   live_ctx: Any) -> None:
         from libertem_live.errors import NavShapeError

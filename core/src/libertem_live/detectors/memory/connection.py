@@ -43,7 +43,7 @@ class MemoryConnection:
                  truncate_after: int | None = None, passive_count: int | None = None,
                  timeout: float = 10.0, ring: RingConfig | None = None,
                  start_delay: float = 0.0, announce_nav_shape: bool = True,
-                 nav_shape: tuple[int, ...] | None = None):
+                 nav_shape: tuple[int, ...] | None = None, sparse: bool = False):
         data = np.asarray(data)
         if data.ndim < sig_dims + 1:
             raise ValueError(
@@ -66,6 +66,7 @@ class MemoryConnection:
         )
         self.start_delay = start_delay
         self.announce_nav_shape = announce_nav_shape
+        self.sparse = sparse
         self._lock = threading.Lock()
         self._streams: list[FrameStream] = []
         self._closed = False
@@ -74,6 +75,7 @@ class MemoryConnection:
         return FrameFormat(
             sig_shape=self.sig_shape, dtype=self.data.dtype,
             decoder=RawDecoder(self.data.dtype, self.sig_shape),
+            sparse=self.sparse,
             metadata={"detector": "memory"},
         )
 
