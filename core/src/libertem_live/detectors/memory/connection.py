@@ -112,10 +112,11 @@ class MemoryConnection:
         if self.passive_count is not None:
             self.passive_count += count
 
-    def get_active_controller(self, **params: Any) -> MemoryController:
-        if params:
-            raise TypeError(f"the memory driver's controller takes no parameters, got {params}")
-        return MemoryController(self)
+    def get_active_controller(self, **settings: Any) -> MemoryController:
+        """The memory detector takes any settings (``trigger_mode=...``,
+        ``frame_time=...``) so that scripts for real detectors run on it; they
+        are recorded in the acquisition's metadata, not interpreted."""
+        return MemoryController(self, settings)
 
     def open(self) -> MemoryConnection:
         self._closed = False

@@ -1,7 +1,7 @@
 """Active mode for the memory driver: arming starts streaming the array."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from libertem_live.errors import NavShapeError
 from libertem_live.protocols import FrameFormat
@@ -12,13 +12,16 @@ if TYPE_CHECKING:
 
 
 class MemoryController:
-    def __init__(self, conn: MemoryConnection):
+    def __init__(self, conn: MemoryConnection, settings: dict[str, Any] | None = None):
         self._conn = conn
+        self.settings = dict(settings or {})
         self.armed = 0
         self.stopped = 0
 
     def frame_format(self, conn: MemoryConnection) -> FrameFormat:
-        return conn.frame_format()
+        fmt = conn.frame_format()
+        fmt.metadata["settings"] = dict(self.settings)
+        return fmt
 
     def arm(self, conn: MemoryConnection, nimages: int) -> FrameStream:
         if nimages > conn.nframes:
