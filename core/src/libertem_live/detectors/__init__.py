@@ -48,5 +48,7 @@ class _DriverAliasFinder(importlib.abc.MetaPathFinder):
                                                is_package=True)
 
 
+# first in line: the parent alias is the plugin's real package, so the normal
+# path finder would otherwise load its submodules a second time under the alias
 if not any(isinstance(f, _DriverAliasFinder) for f in sys.meta_path):
-    sys.meta_path.append(_DriverAliasFinder())
+    sys.meta_path.insert(0, _DriverAliasFinder())

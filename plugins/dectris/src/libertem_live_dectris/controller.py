@@ -1,0 +1,159 @@
+"""Active mode: LiberTEM configures and arms the detector for every run.
+
+Stream options are set *before* arming (the DCU starts pushing as soon as
+it is armed), the image count follows the trigger mode (``inte`` needs
+``ntrigger`` too), and the detector is disarmed after every run, successful
+or not.
+"""
+from __future__ import annotations
+
+import base64
+import logging
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from libertem_live.errors import AcquisitionTimeoutError, NavShapeError
+from libertem_live.protocols import FrameFormat
+from libertem_live.transport.stream import FrameStream
+
+from libertem_live_dectris.messages import TRIGGER_MODES, SeriesConfig, images_per_series
+from libertem_live_dectris.receiver import SeriesStart
+
+if TYPE_CHECKING:
+    from libertem_live_dectris.connection import DectrisConnection
+
+log = logging.getLogger(__name__)
+
+_ORDERED_SETTINGS = ("roi_mode", "roi_y_size", "roi_bit_depth", "count_time", "frame_time",
+                     "compression", "mask_to_zero")
+
+
+def read_darray(value: dict[str, Any]) -> np.ndarray:
+    """Decode a SIMPLON "darray" (base64 data, numpy type, shape width-first)."""
+    if "base64" not in value.get("filters", ["base64"]):
+        raise ValueError(f"unsupported darray filters {value.get('filters')!r}")
+    raw = base64.b64decode(value["data"])
+    shape = value["shape"]
+    return np.frombuffer(raw, dtype=value["type"]).reshape((shape[1], shape[0]))
+
+
+class DectrisActiveController:
+    """Settings for an active acquisition; all optional.
+
+    ``trigger_mode`` (``exte``, ``exts``, ``inte``, ``ints``) also sets the
+    image counts for the scan; ``count_time`` / ``frame_time`` (s),
+    ``compression``, ``roi_mode``, ``roi_y_size``, ``roi_bit_depth``,
+    ``mask_to_zero`` are written in the order a DCU needs;
+    ``enable_corrections`` applies the detector's pixel mask as excluded
+    pixels; ``enable_file_writing=False`` switches the DCU's file writer off.
+    """
+
+    def __init__(self, trigger_mode: str | None = None, *, count_time: float | None = None,
+                 frame_time: float | None = None, compression: str | None = None,
+                 roi_mode: str | None = None, roi_y_size: int | None = None,
+                 roi_bit_depth: int | None = None, mask_to_zero: bool | None = None,
+                 enable_corrections: bool = False, enable_file_writing: bool | None = None,
+                 arm_timeout: float = 10.0):
+        if trigger_mode is not None and trigger_mode not in TRIGGER_MODES:
+            raise ValueError(f"trigger_mode must be one of {TRIGGER_MODES}, got {trigger_mode!r}")
+        self.trigger_mode = trigger_mode
+        self.settings = {k: v for k, v in {
+            "roi_mode": roi_mode, "roi_y_size": roi_y_size, "roi_bit_depth": roi_bit_depth,
+            "count_time": count_time, "frame_time": frame_time, "compression": compression,
+            "mask_to_zero": mask_to_zero}.items() if v is not None}
+        self.enable_corrections = enable_corrections
+        self.enable_file_writing = enable_file_writing
+        self.arm_timeout = arm_timeout
+        self.series: int | None = None
+
+    def _configure(self, conn: DectrisConnection) -> None:
+        api = conn.get_api_client()
+        if self.enable_file_writing is not None:
+            api.setFileWriterConfig("mode", "enabled" if self.enable_file_writing else "disabled")
+        for name in _ORDERED_SETTINGS:
+            if name in self.settings:
+                api.setDetectorConfig(name, self.settings[name])
+        conn.enable_stream()
+
+    def _config_now(self, conn: DectrisConnection) -> SeriesConfig:
+        api = conn.get_api_client()
+
+        def value(name: str) -> Any:
+            return api.detectorConfig(name)["value"]
+        raw = {k: value(k) for k in ("trigger_mode", "nimages", "ntrigger",
+                                     "x_pixels_in_detector", "y_pixels_in_detector",
+                                     "bit_depth_image", "compression")}
+        return SeriesConfig(trigger_mode=raw["trigger_mode"], nimages=int(raw["nimages"]),
+                            ntrigger=int(raw["ntrigger"]),
+                            width=int(raw["x_pixels_in_detector"]),
+                            height=int(raw["y_pixels_in_detector"]),
+                            bit_depth=int(raw["bit_depth_image"]),
+                            compression=raw["compression"], raw=raw)
+
+    def frame_format(self, conn: DectrisConnection) -> FrameFormat:
+        self._configure(conn)
+        cfg = self._config_now(conn)
+        excluded = None
+        if self.enable_corrections:
+            mask = read_darray(conn.get_api_client().detectorConfig("pixel_mask")["value"])
+            excluded = mask != 0
+        fmt = conn.frame_format(SeriesStart(series=-1, config=cfg), excluded)
+        fmt.metadata["settings"] = dict(self.settings, trigger_mode=self.trigger_mode)
+        return fmt
+
+    def _set_counts(self, conn: DectrisConnection, nimages: int) -> None:
+        api = conn.get_api_client()
+        mode = self.trigger_mode
+        if mode is None:
+            return
+        api.setDetectorConfig("ntrigger", 1)
+        api.setDetectorConfig("nimages", 1)
+        api.setDetectorConfig("trigger_mode", mode)
+        if mode in ("exte", "exts", "inte"):
+            api.setDetectorConfig("ntrigger", nimages)
+        else:  # ints: one software trigger starts the whole scan
+            api.setDetectorConfig("nimages", nimages)
+
+    def arm(self, conn: DectrisConnection, nimages: int) -> FrameStream:
+        api = conn.get_api_client()
+        state = api.detectorStatus("state").get("value")
+        if state in ("ready", "acquire"):
+            log.info("detector was armed (state %r); disarming before arming again", state)
+            api.sendDetectorCommand("disarm")
+        self._set_counts(conn, nimages)
+        cfg = self._config_now(conn)
+        n_detector = images_per_series(cfg.trigger_mode, cfg.nimages, cfg.ntrigger)
+        if n_detector != nimages:
+            raise NavShapeError(
+                f"the detector is configured for {n_detector} images (trigger_mode "
+                f"{cfg.trigger_mode!r}, nimages {cfg.nimages}, ntrigger {cfg.ntrigger}), but "
+                f"the scan has {nimages} positions; pass trigger_mode= to "
+                "get_active_controller so LiberTEM sets the counts, or configure the detector")
+        reply = api.sendDetectorCommand("arm")
+        series = int(reply["sequence id"])
+        self.series = series
+        try:
+            start = conn.find_series(self.arm_timeout, series=series)
+            if start is None:
+                raise AcquisitionTimeoutError(
+                    f"the detector was armed (series {series}) but its global header did not "
+                    f"arrive on {conn.where} within {self.arm_timeout:g} s: is the stream "
+                    "interface enabled and the data port right?")
+            return conn._start_images(start, nimages, conn.frame_format(start))
+        except BaseException:
+            api.sendDetectorCommand("disarm")
+            raise
+
+    def stop(self, conn: DectrisConnection, stream: FrameStream,
+             error: BaseException | None) -> None:
+        try:
+            conn.get_api_client().sendDetectorCommand("disarm")
+        except Exception:
+            if error is None:
+                raise
+            log.warning("could not disarm the detector after a failed acquisition",
+                        exc_info=True)
+
+    def determine_nav_shape(self, nimages: int) -> tuple[int, ...] | None:
+        return None

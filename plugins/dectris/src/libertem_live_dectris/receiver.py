@@ -1,0 +1,255 @@
+"""The DECTRIS stream receiver: ZeroMQ PULL -> the core's frame ring.
+
+Two phases per acquisition.  *Finding the series* (in the caller's thread):
+skip everything until a ``dheader-1.0`` (of the armed series id in active
+mode) and read the configuration part.  *Receiving images* (a
+:class:`~libertem_live.transport.thread.ReceiverThread`): every image
+message is checked (series id, frame id in sequence, shape/type/encoding as
+announced) and its blob copied once into the ring.  Stale messages of
+earlier series are discarded and counted, never mixed in.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import zmq
+
+from libertem_live.errors import (
+    AcquisitionTimeoutError, FrameOrderError, StreamTruncatedError,
+)
+from libertem_live.transport.stream import FrameStream
+
+from libertem_live_dectris.messages import (
+    DHEADER, DIMAGE, DPIXELMASK, DSERIES_END, MessageError, SeriesConfig, parse_config,
+    parse_dheader, parse_dimage, parse_dimage_d, parse_dseries_end, peek_htype,
+)
+
+log = logging.getLogger(__name__)
+
+POLL_MS = 100
+FLUSH_S = 0.02
+
+
+@dataclass
+class SeriesStart:
+    """What the global header told us."""
+
+    series: int
+    config: SeriesConfig
+    pixel_mask: np.ndarray | None = None
+    discarded: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _recv_part(sock: zmq.Socket, deadline: float | None, stop: Any = None) -> zmq.Frame | None:
+    """One message part, or None once ``deadline`` passed (or ``stop`` is set)."""
+    while True:
+        if sock.poll(POLL_MS, zmq.POLLIN):
+            return sock.recv(copy=False)
+        if stop is not None and stop.is_set():
+            return None
+        if deadline is not None and time.monotonic() >= deadline:
+            return None
+
+
+def _drain_rest(sock: zmq.Socket) -> int:
+    n = 0
+    while sock.getsockopt(zmq.RCVMORE):
+        sock.recv(copy=False)
+        n += 1
+    return n
+
+
+def find_series(sock: zmq.Socket, timeout: float | None, series: int | None = None,
+                where: str = "the detector") -> SeriesStart | None:
+    """Wait for the global header (of ``series`` if given); None on timeout."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    discarded = 0
+    while True:
+        part = _recv_part(sock, deadline)
+        if part is None:
+            if discarded:
+                log.info("discarded %d stale message parts while waiting for a series", discarded)
+            return None
+        htype = peek_htype(part.bytes) if len(part) < 4096 else None
+        if htype != DHEADER:
+            discarded += 1 + _drain_rest(sock)
+            continue
+        head = parse_dheader(part.bytes)
+        if series is not None and head.series != series:
+            discarded += 1 + _drain_rest(sock)
+            continue
+        if head.header_detail == "none":
+            raise FrameOrderError(
+                f"series {head.series} from {where} has header_detail 'none': without the "
+                "configuration part the number of images is unknown. Set the stream's "
+                "header_detail to 'basic' (PUT stream/api/1.8.0/config/header_detail)"
+            )
+        cfg_part = _recv_part(sock, time.monotonic() + 5.0)
+        if cfg_part is None:
+            raise AcquisitionTimeoutError(
+                f"series {head.series} from {where}: the configuration part did not follow "
+                "the global header within 5 s")
+        try:
+            config = parse_config(cfg_part.bytes)
+        except MessageError as e:
+            raise FrameOrderError(f"series {head.series} from {where}: {e}") from None
+        start = SeriesStart(series=head.series, config=config, discarded=discarded)
+        if head.header_detail == "all":
+            _read_all_detail(sock, start)
+        return start
+
+
+def _read_all_detail(sock: zmq.Socket, start: SeriesStart) -> None:
+    """header_detail 'all': flat field, pixel mask and count-rate table follow
+    (three JSON + blob pairs); keep the pixel mask, skip the rest."""
+    for _ in range(3):
+        meta = _recv_part(sock, time.monotonic() + 5.0)
+        blob = _recv_part(sock, time.monotonic() + 5.0)
+        if meta is None or blob is None:
+            raise AcquisitionTimeoutError(
+                f"series {start.series}: header_detail 'all' parts did not arrive within 5 s")
+        if peek_htype(meta.bytes) == DPIXELMASK:
+            import json
+            desc = json.loads(meta.bytes)
+            shape = desc.get("shape", [start.config.width, start.config.height])
+            mask = np.frombuffer(blob.buffer, dtype=desc.get("type", "uint32"))
+            start.pixel_mask = mask.reshape((shape[1], shape[0])).copy()
+
+
+class ImageReceiver:
+    """Receives the images of one series into a stream (runs in its thread)."""
+
+    def __init__(self, sock: zmq.Socket, start: SeriesStart, nimages: int, encoding: str,
+                 where: str):
+        self.sock = sock
+        self.start = start
+        self.nimages = nimages
+        cfg = start.config
+        self.expect = ((cfg.height, cfg.width), str(cfg.dtype), encoding)
+        self.where = where
+        self.got_end = False
+
+    def __call__(self, stream: FrameStream) -> None:
+        sock = self.sock
+        series = self.start.series
+        n = self.nimages
+        writer = stream.writer()
+        stop = stream.stop_event
+        ledger = stream.ledger
+        ledger.add(discarded_stale=self.start.discarded)
+        expect_shape, expect_dtype, expect_enc = self.expect
+        frame = 0
+        last_flush = time.monotonic()
+        recv_multipart = sock.recv_multipart
+        noblock = zmq.NOBLOCK
+        while frame < n:
+            try:
+                parts = recv_multipart(noblock, copy=False)
+            except zmq.Again:
+                if writer.pending:
+                    writer.flush()
+                    last_flush = time.monotonic()
+                while not sock.poll(POLL_MS, zmq.POLLIN):
+                    if stop.is_set():
+                        return
+                continue
+            head = parts[0].bytes
+            if len(parts) < 3:
+                self._not_an_image(stream, writer, head, frame)
+                if stream.error is not None:
+                    return
+                continue
+            try:
+                s, fid = parse_dimage(head)
+            except MessageError as e:
+                writer.flush()
+                raise FrameOrderError(
+                    f"series {series} from {self.where}: expected image {frame}, got a "
+                    f"message that is not an image ({e})") from None
+            if s != series:
+                writer.flush()
+                raise FrameOrderError(
+                    f"received an image of series {s} (frame {fid}) while receiving series "
+                    f"{series} from {self.where}: another acquisition is sending on this "
+                    "stream. Stop it, then start the acquisition again")
+            if fid != frame:
+                writer.flush()
+                if fid > frame:
+                    ledger.report_missing(frame, fid - frame)
+                    raise FrameOrderError(
+                        f"frame id gap in series {series} from {self.where}: expected frame "
+                        f"{frame}, got {fid} ({fid - frame} images missing). The detector "
+                        "dropped images (see its stream status 'dropped') or the network "
+                        "lost them; lower the frame rate or check the link")
+                raise FrameOrderError(
+                    f"frame {fid} of series {series} from {self.where} arrived again after "
+                    f"frame {frame - 1} (duplicate or out of order)")
+            desc = parse_dimage_d(parts[1].bytes)
+            if (desc.shape, desc.dtype, desc.encoding) != (expect_shape, expect_dtype,
+                                                           expect_enc):
+                writer.flush()
+                raise FrameOrderError(
+                    f"frame {frame} of series {series} from {self.where} has shape "
+                    f"{desc.shape} {desc.dtype} {desc.encoding!r}, but the series header "
+                    f"announced {expect_shape} {expect_dtype} {expect_enc!r}")
+            writer.put(frame, parts[2].buffer)
+            frame += 1
+            if writer.pending and time.monotonic() - last_flush > FLUSH_S:
+                writer.flush()
+                last_flush = time.monotonic()
+        writer.flush()
+        stream.finish()
+        self._read_end(stop)
+
+    def _not_an_image(self, stream: FrameStream, writer: Any, head: bytes, frame: int) -> None:
+        htype = peek_htype(head)
+        series = self.start.series
+        if htype == DSERIES_END:
+            ended = parse_dseries_end(head)
+            if ended != series:
+                stream.ledger.add(discarded_stale=1)
+                return
+            writer.flush()
+            stream.ledger.report_missing(frame, self.nimages - frame)
+            stream.fail(StreamTruncatedError(
+                f"series {series} from {self.where} ended after {frame} of {self.nimages} "
+                "images (end-of-series message): the detector was disarmed, the series "
+                "aborted, or it was configured for fewer images than the scan has"))
+            return
+        if htype == DHEADER:
+            writer.flush()
+            raise FrameOrderError(
+                f"a new series header arrived while series {series} from {self.where} had "
+                f"sent only {frame} of {self.nimages} images: the detector was re-armed")
+        stream.ledger.add(discarded_stale=1)
+
+    def _read_end(self, stop: Any) -> None:
+        """The end-of-series message should follow the last image; its absence is
+        noted, not fatal (the frames are all here)."""
+        part = _recv_part(self.sock, time.monotonic() + 2.0, stop)
+        if part is None:
+            return
+        if peek_htype(part.bytes) == DSERIES_END:
+            self.got_end = True
+        _drain_rest(self.sock)
+
+
+def encoding_for(config: SeriesConfig) -> str:
+    """The image encoding a series' configuration implies."""
+    comp = (config.compression or "bslz4").lower()
+    bits = 8 * np.dtype(config.dtype).itemsize
+    if comp == "bslz4":
+        return f"bs{bits}-lz4<"
+    if comp == "lz4":
+        return "lz4<"
+    if comp == "none":
+        return "<"
+    raise FrameOrderError(f"unknown DECTRIS compression {config.compression!r}")
+
+
+__all__ = ["SeriesStart", "find_series", "ImageReceiver", "encoding_for", "DIMAGE"]

@@ -1,0 +1,671 @@
+"""DECTRIS DCU simulator: SIMPLON REST control plus a ZeroMQ stream v1.
+
+Why our own: upstream's simulator needs Flask plus a Rust extension and can
+only replay recordings. This one also synthesises series with known ground
+truth, follows the four trigger modes, and injects faults
+(:mod:`.faults`) so receivers can be tested against everything that goes
+wrong on a real stream (protocols.md 1.6).
+
+Threads: one HTTP server thread (plus a short-lived thread per request) and
+one sender thread that owns the PUSH socket. ``stop()`` ends and joins all
+of them; sends never block longer than ``send_timeout`` and check the stop
+flag every 50 ms.
+
+Usage::
+
+    with DectrisSim(shape=(96, 96), frames=1000) as sim:
+        client = SimplonClient("127.0.0.1", sim.port)
+        ...  # connect PULL to tcp://127.0.0.1:{sim.zmqport}, arm, receive
+        sim.expected_sum()  # float64 (96, 96) sum over the series
+
+Run standalone: ``python -m libertem_live_dectris.sim --help``.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import threading
+import time
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import zmq
+
+from .dump import DumpWriter
+from .faults import Fault, FaultPlan, parse_fault, parse_faults
+from .messages import (
+    build_dconfig, build_dimage, build_dimage_d, build_dseries_end, build_header_parts,
+    images_per_series,
+)
+from .simrest import RestError, SimplonApp, make_server
+from .simsource import DumpSource, SyntheticSource
+
+log = logging.getLogger(__name__)
+
+_POLL_MS = 50
+
+
+class _Abort(Exception):
+    """The current series must stop being sent (disarm, stop, timeout)."""
+
+
+class _Series:
+    """Book-keeping of the series being sent (guarded by DectrisSim.lock)."""
+
+    def __init__(self, series: int, n_images: int, trigger_mode: str, nimages: int,
+                 config: dict[str, Any], header_detail: str, stream_enabled: bool) -> None:
+        self.series = series
+        self.n_images = n_images
+        self.trigger_mode = trigger_mode
+        self.nimages = nimages
+        self.config = config
+        self.header_detail = header_detail
+        self.stream_enabled = stream_enabled
+        # images released by (simulated) triggers
+        self.allowed = n_images if trigger_mode in ("exte", "exts") else 0
+        self.header_sent = False
+        self.next_image = 0
+        self.abort = False  # disarm/cancel/abort: send the end message and finish
+        self.done = False
+
+
+class DectrisSim:
+    """A DECTRIS detector control unit on 127.0.0.1 for tests, docs and benchmarks.
+
+    ``path``: replay the first series of a dump file (config and series id
+    come from it). Without ``path``, a synthetic series is generated from
+    ``shape`` (height, width), ``dtype``, ``compression``, ``frames`` (images
+    per series, configured as ``exte`` with ``ntrigger=frames``), ``seed``
+    and ``pool_size`` distinct frames.
+
+    ``port``/``zmqport``: 0 picks free ports (read them back from ``.port`` and
+    ``.zmqport`` after ``start()``). ``dwelltime`` (us) paces images;
+    ``send_timeout`` (s) is how long a send may wait for a receiver before the
+    series is abandoned. ``header_multipart`` sends the global header as one
+    multipart message instead of separate single-part messages (upstream).
+    ``faults``: see :mod:`.faults`.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        port: int = 0,
+        zmqport: int = 0,
+        verbose: bool = False,
+        host: str = "127.0.0.1",
+        *,
+        shape: tuple[int, int] = (128, 128),
+        dtype: str = "uint16",
+        compression: str = "bslz4",
+        frames: int = 1024,
+        seed: int = 0,
+        pool_size: int | None = None,
+        series_start: int = 1,
+        dwelltime: float | None = None,
+        send_timeout: float = 30.0,
+        sndhwm: int = 1024,
+        header_detail: str = "basic",
+        header_multipart: bool = False,
+        pixel_mask: np.ndarray | None = None,
+        faults: Iterable[str | Fault | tuple] | None = None,
+    ) -> None:
+        self.host = host
+        self.verbose = verbose
+        self._want_port = int(port)
+        self._want_zmqport = int(zmqport)
+        self.source: SyntheticSource | DumpSource
+        if path is not None:
+            self.source = DumpSource(path)
+        else:
+            self.source = SyntheticSource(shape, dtype, compression, frames, pool_size, seed)
+        self.lock = threading.RLock()
+        self._cv = threading.Condition(self.lock)
+        self.detector_config: dict[str, Any] = self.source.initial_config()
+        self._recorded = self.source.initial_config() if isinstance(self.source, DumpSource) else None
+        self.stream_config: dict[str, Any] = {
+            "mode": "enabled", "header_detail": header_detail, "header_appendix": "", "image_appendix": "",
+        }
+        self.filewriter_config: dict[str, Any] = {"mode": "disabled", "name_pattern": "series_$id", "nimages_per_file": 1000}
+        self._pixel_mask = pixel_mask
+        self.dwelltime = dwelltime
+        self.send_timeout = float(send_timeout)
+        self.sndhwm = int(sndhwm)
+        self.header_multipart = header_multipart
+        self.faults: list[Fault] = parse_faults(faults)
+        self._next_series = int(series_start)
+        self._current: _Series | None = None
+        self._last_series_id: int | None = None
+        self.dropped = 0
+        self.images_sent = 0  # all image messages sent, all series
+        self.series_completed = 0
+        self._stop = threading.Event()
+        self._listening = threading.Event()
+        self._ctx: zmq.Context | None = None
+        self._sock: zmq.Socket | None = None
+        self._sock_closed = False
+        self._http = None
+        self._http_thread: threading.Thread | None = None
+        self._sender: threading.Thread | None = None
+        self.port = 0
+        self.zmqport = 0
+        self._app = SimplonApp(self)
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self) -> "DectrisSim":
+        """Bind both ports and start the threads; returns self."""
+        if self._sender is not None:
+            raise RuntimeError("simulator already started")
+        self._ctx = zmq.Context()
+        try:
+            self._bind()
+            self._http = make_server(self._app, self.host, self._want_port, self.verbose)
+        except Exception:
+            self._close_zmq()
+            raise
+        self.port = self._http.server_address[1]
+        self._http_thread = threading.Thread(
+            target=self._http.serve_forever, kwargs={"poll_interval": 0.05},
+            name=f"dectris-sim-http-{self.port}", daemon=True)
+        self._http_thread.start()
+        self._sender = threading.Thread(target=self._send_loop, name=f"dectris-sim-zmq-{self.zmqport}", daemon=True)
+        self._sender.start()
+        if self.verbose:
+            print(f"DectrisSim REST on http://{self.host}:{self.port}, stream on tcp://{self.host}:{self.zmqport}")
+            print("Waiting for arm")
+        self._listening.set()
+        return self
+
+    def _bind(self) -> None:
+        assert self._ctx is not None
+        sock = self._ctx.socket(zmq.PUSH)
+        sock.setsockopt(zmq.SNDHWM, self.sndhwm)
+        sock.setsockopt(zmq.LINGER, 0)
+        port = self.zmqport or self._want_zmqport
+        try:
+            if port:
+                sock.bind(f"tcp://{self.host}:{port}")
+            else:
+                sock.bind(f"tcp://{self.host}:*")
+        except zmq.ZMQError:
+            sock.close()
+            raise
+        endpoint = sock.getsockopt(zmq.LAST_ENDPOINT).decode()
+        self.zmqport = int(endpoint.rsplit(":", 1)[1])
+        self._sock = sock
+        self._sock_closed = False
+
+    def wait_for_listen(self, timeout: float = 10.0) -> None:
+        """Block until both ports accept connections (raises TimeoutError)."""
+        if not self._listening.wait(timeout):
+            raise TimeoutError(f"simulator not listening after {timeout} s")
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop sending, close all sockets and join all threads. Idempotent."""
+        self._stop.set()
+        with self._cv:
+            self._cv.notify_all()
+        if self._http is not None:
+            self._http.shutdown()
+            self._http.server_close()  # joins the request threads
+            self._http = None
+        if self._http_thread is not None:
+            self._http_thread.join(timeout)
+            self._http_thread = None
+        if self._sender is not None:
+            self._sender.join(timeout)
+            if self._sender.is_alive():
+                log.error("DectrisSim sender thread did not stop within %s s", timeout)
+            self._sender = None
+        self._close_zmq()
+        self.source.close()
+        self._listening.clear()
+
+    def _close_zmq(self) -> None:
+        if self._sock is not None:
+            self._sock.close(linger=0)
+            self._sock = None
+        if self._ctx is not None:
+            self._ctx.term()
+            self._ctx = None
+
+    def __enter__(self) -> "DectrisSim":
+        """Starts the simulator unless already started; ``stop()`` on exit."""
+        return self if self._sender is not None else self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------ ground truth
+
+    def frame(self, k: int) -> np.ndarray:
+        """Pixels of image ``k`` (synthetic mode only)."""
+        if not isinstance(self.source, SyntheticSource):
+            raise TypeError("frame() needs a synthetic simulator (no path=)")
+        return self.source.frame(k)
+
+    def n_images(self) -> int:
+        """Images in a series with the current configuration."""
+        with self.lock:
+            if isinstance(self.source, DumpSource):
+                return self.source.n_available(self.detector_config)
+            c = self.detector_config
+            return images_per_series(c["trigger_mode"], c["nimages"], c["ntrigger"])
+
+    def expected_sum(self, n: int | None = None) -> np.ndarray:
+        """float64 (height, width) sum of the first ``n`` images of a series
+        (default: all images of a series with the current configuration)."""
+        return self.source.expected_sum(self.n_images() if n is None else n)
+
+    # ------------------------------------------------------------ faults
+
+    def inject(self, kind: str | Fault, frame: int = 0, count: int = 1) -> None:
+        """Add a fault (see :mod:`.faults`); applies to every following series."""
+        f = kind if isinstance(kind, Fault) else Fault(kind, frame, count)
+        with self.lock:
+            self.faults.append(f)
+
+    def clear_faults(self) -> None:
+        with self.lock:
+            self.faults.clear()
+
+    # ------------------------------------------------------------ REST target
+
+    def pixel_mask(self) -> np.ndarray:
+        h = int(self.detector_config["y_pixels_in_detector"])
+        w = int(self.detector_config["x_pixels_in_detector"])
+        if self._pixel_mask is not None and self._pixel_mask.shape == (h, w):
+            return self._pixel_mask.astype(np.uint32)
+        return np.zeros((h, w), np.uint32)
+
+    def detector_status(self) -> dict[str, Any]:
+        with self.lock:
+            cur = self._current
+            if cur is None:
+                state = "idle"
+            elif cur.next_image == 0:
+                state = "ready"
+            else:
+                state = "acquire"
+            return {"state": state, "error": [], "series_unique_id": self._last_series_id or 0}
+
+    def stream_status(self) -> dict[str, Any]:
+        with self.lock:
+            return {"state": "ready" if self.stream_config["mode"] == "enabled" else "disabled",
+                    "dropped": self.dropped}
+
+    def check_detector_put(self, name: str, value: Any) -> list[str]:
+        """Validate a detector config PUT against the source; returns changed keys."""
+        if self._current is not None and name in ("nimages", "ntrigger", "trigger_mode", "compression"):
+            raise RestError(400, f"cannot change {name} while armed (disarm first)")
+        if self._recorded is not None and name in self._recorded:
+            rec = self._recorded[name]
+            ok = value == rec or (name in ("nimages", "ntrigger") and value == 1)
+            if not ok:
+                raise RestError(400, f"the replayed recording has {name}={rec!r}; cannot set {value!r}")
+        return [name] if self.detector_config.get(name) != value else []
+
+    def command(self, module: str, name: str, value: Any) -> dict[str, Any]:
+        if module == "stream" and name == "initialize":
+            with self.lock:
+                self.dropped = 0
+            return {}
+        if module != "detector":
+            raise RestError(404, f"unknown {module} command {name!r}")
+        if name == "arm":
+            return {"sequence id": self.arm()}
+        if name in ("disarm", "cancel", "abort"):
+            return {"sequence id": self.disarm()}
+        if name == "trigger":
+            self.trigger()
+            return {}
+        if name in ("initialize", "hv_reset"):
+            if name == "initialize":
+                self.disarm()
+            return {}
+        raise RestError(404, f"unknown detector command {name!r}")
+
+    # ------------------------------------------------------------ commands
+
+    def arm(self) -> int:
+        """Arm: start a series; returns its id. Also reachable as PUT command/arm."""
+        with self._cv:
+            if self._current is not None:
+                raise RestError(400, f"already armed (series {self._current.series}); disarm first")
+            c = dict(self.detector_config)
+            if isinstance(self.source, DumpSource):
+                series = self.source.fixed_series
+                n = self.source.n_available(c)
+                c = self.source.recorded_config
+            else:
+                series = self._next_series
+                self._next_series += 1
+                n = images_per_series(c["trigger_mode"], c["nimages"], c["ntrigger"])
+            assert series is not None
+            self._current = _Series(series, n, c["trigger_mode"], int(c["nimages"]), c,
+                                    self.stream_config["header_detail"], self.stream_config["mode"] == "enabled")
+            self._last_series_id = series
+            self._cv.notify_all()
+            return series
+
+    def trigger(self) -> None:
+        """Software trigger (inte: one image, ints: nimages images)."""
+        with self._cv:
+            cur = self._current
+            if cur is None:
+                raise RestError(400, "trigger: detector not armed")
+            if cur.trigger_mode not in ("inte", "ints"):
+                raise RestError(400, f"trigger: trigger_mode is {cur.trigger_mode}, not inte/ints")
+            step = 1 if cur.trigger_mode == "inte" else cur.nimages
+            cur.allowed = min(cur.n_images, cur.allowed + step)
+            self._cv.notify_all()
+
+    def disarm(self, settle: float = 3.0) -> int | None:
+        """End the current series (the end message is still sent, if anyone
+        listens); returns its id.  Like a DCU, returns once the detector is
+        idle again (or after ``settle`` seconds), so that an arm may follow."""
+        deadline = time.monotonic() + settle
+        with self._cv:
+            cur = self._current
+            if cur is not None:
+                cur.abort = True
+                self._cv.notify_all()
+                while self._current is cur:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._cv.wait(left)
+            return self._last_series_id
+
+    def wait_idle(self, timeout: float = 10.0) -> bool:
+        """Wait until the current series has been sent completely (or ended)."""
+        deadline = time.monotonic() + timeout
+        with self._cv:
+            while self._current is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cv.wait(left)
+        return True
+
+    # ------------------------------------------------------------ sending
+
+    def _send(self, parts: Sequence[bytes], cur: _Series | None,
+              timeout: float | None = None) -> None:
+        """Send one (multipart) message; never blocks past send_timeout or stop()."""
+        sock = self._sock
+        if sock is None:
+            raise _Abort("socket closed")
+        last = len(parts) - 1
+        deadline = None
+        for i, p in enumerate(parts):
+            flags = zmq.NOBLOCK | (zmq.SNDMORE if i < last else 0)
+            while True:
+                try:
+                    sock.send(p, flags, copy=True)
+                    break
+                except zmq.Again:
+                    pass
+                if self._stop.is_set():
+                    raise _Abort("stopped")
+                if cur is not None and cur.abort and i == 0:
+                    raise _Abort("disarmed")
+                now = time.monotonic()
+                if deadline is None:
+                    deadline = now + (self.send_timeout if timeout is None else timeout)
+                elif now > deadline:
+                    raise TimeoutError(f"no receiver took a message for {self.send_timeout} s")
+                sock.poll(_POLL_MS, zmq.POLLOUT)
+
+    def _send_loop(self) -> None:
+        while not self._stop.is_set():
+            with self._cv:
+                while not self._stop.is_set() and not self._has_work():
+                    self._cv.wait()
+                if self._stop.is_set():
+                    return
+                cur = self._current
+                faults = list(self.faults)
+            assert cur is not None
+            try:
+                self._run_series(cur, FaultPlan(faults))
+            except _Abort as e:
+                log.debug("series %d: %s", cur.series, e)
+                if cur.abort and cur.header_sent and not self._stop.is_set() and not self._sock_closed:
+                    self._end(cur)  # disarm while blocked: still announce the end
+            except TimeoutError as e:
+                log.warning("DectrisSim: abandoning series %d: %s", cur.series, e)
+                with self.lock:
+                    self.dropped += cur.n_images - cur.next_image
+            except zmq.ZMQError as e:
+                if not self._stop.is_set():
+                    log.error("DectrisSim: ZeroMQ error in series %d: %s", cur.series, e)
+            finally:
+                self._finish(cur)
+
+    def _has_work(self) -> bool:
+        cur = self._current
+        return cur is not None and (not cur.header_sent or cur.abort or cur.next_image < cur.allowed)
+
+    def _finish(self, cur: _Series) -> None:
+        with self._cv:
+            if self._current is cur:
+                self._current = None
+                self.series_completed += 1
+            self._cv.notify_all()
+
+    def _end(self, cur: _Series) -> None:
+        try:
+            # after a disarm nobody may be listening any more: don't hold the detector
+            self._send([build_dseries_end(cur.series)], None,
+                       timeout=1.0 if cur.abort else None)
+        except (_Abort, TimeoutError):
+            pass
+
+    def _run_series(self, cur: _Series, plan: FaultPlan) -> None:
+        if self._sock_closed or self._sock is None:
+            with self.lock:
+                self._bind()
+        if not cur.stream_enabled:
+            # a DCU with the stream disabled sends nothing; wait for the end
+            with self._cv:
+                while not (self._stop.is_set() or cur.abort or cur.allowed >= cur.n_images):
+                    self._cv.wait()
+            raise _Abort("stream disabled")
+        if plan.stale:
+            old = max(0, cur.series - 1)
+            self._send([build_dseries_end(old)], cur)
+            d, dd, blob = self.source.image_parts(old, 0, cur.config)
+            d = build_dimage(old, 0, "0" * 32)
+            self._send([d, dd, blob, build_dconfig(0, 1, 1)], cur)
+        hdr = build_header_parts(cur.series, cur.header_detail, cur.config, pixel_mask=self.pixel_mask())
+        if self.header_multipart:
+            self._send(hdr, cur)
+        else:
+            for p in hdr:
+                self._send([p], cur)
+        cur.header_sent = True
+        count_ns = int(float(cur.config.get("count_time", 0.001)) * 1e9)
+        frame_ns = int(float(cur.config.get("frame_time", 0.001)) * 1e9)
+        t0_ns = time.time_ns()
+        dwell = (self.dwelltime or 0) * 1e-6
+        t_start = time.perf_counter()
+        term = plan.terminal
+        is_dump = isinstance(self.source, DumpSource)
+        k = 0
+        while k < cur.n_images:
+            # wait for triggers (inte/ints) or an abort
+            if k >= cur.allowed:
+                with self._cv:
+                    while not (self._stop.is_set() or cur.abort or k < cur.allowed):
+                        self._cv.wait()
+            if self._stop.is_set():
+                raise _Abort("stopped")
+            if cur.abort:
+                break
+            if term is not None and k == term.frame:
+                if term.kind == "end_early":
+                    break
+                if term.kind == "stall":
+                    with self._cv:
+                        while not (self._stop.is_set() or cur.abort):
+                            self._cv.wait()
+                    if self._stop.is_set():
+                        raise _Abort("stopped")
+                    break
+                if term.kind == "close":
+                    with self.lock:
+                        if self._sock is not None:
+                            self._sock.close(linger=0)
+                        self._sock = None
+                        self._sock_closed = True
+                    raise _Abort(f"socket closed after {k} images (fault)")
+            if dwell > 0:
+                target = t_start + k * dwell
+                delay = target - time.perf_counter()
+                if delay > 0.002 and self._stop.wait(delay):
+                    raise _Abort("stopped")
+            d, dd, blob = self.source.image_parts(cur.series, k, cur.config)
+            if is_dump:
+                dc = self.source.dconfig_part(k)  # type: ignore[union-attr]
+            else:
+                st = t0_ns + k * frame_ns
+                dc = build_dconfig(st, st + count_ns, count_ns)
+            repeat = 1
+            if plan.first is not None and k >= plan.first:
+                for f in plan.at(k):
+                    if f.kind == "drop":
+                        repeat = 0
+                    elif f.kind == "duplicate":
+                        repeat = 2
+                    elif f.kind == "corrupt":
+                        blob = blob[: len(blob) // 2]
+                        dd = _with_size(dd, len(blob))
+                    elif f.kind == "wrong_shape":
+                        dd = _alter_descriptor(dd, shape_delta=8)
+                    elif f.kind == "wrong_dtype":
+                        dd = _alter_descriptor(dd, wider=True)
+                    elif f.kind == "wrong_series":
+                        d = build_dimage(cur.series + 1000, k, "0" * 32)
+            for _ in range(repeat):
+                self._send((d, dd, blob, dc), cur)
+                self.images_sent += 1
+            k += 1
+            cur.next_image = k
+        self._end(cur)
+
+
+def _with_size(dd: bytes, size: int) -> bytes:
+    from .messages import parse_dimage_d
+
+    desc = parse_dimage_d(dd)
+    return build_dimage_d(desc.shape, desc.dtype, desc.encoding, size)
+
+
+def _alter_descriptor(dd: bytes, shape_delta: int = 0, wider: bool = False) -> bytes:
+    from .messages import parse_dimage_d
+
+    desc = parse_dimage_d(dd)
+    h, w = desc.shape
+    dtype, enc = desc.dtype, desc.encoding
+    if wider:
+        dtype = {"uint8": "uint16", "uint16": "uint32", "uint32": "uint16"}[dtype]
+        bits = int(dtype[4:])
+        if enc.startswith("bs"):
+            enc = f"bs{bits}-" + enc.split("-", 1)[1]
+    return build_dimage_d((h + shape_delta, w + shape_delta), dtype, enc, desc.size or 0)
+
+
+# ---------------------------------------------------------------- dump files
+
+def write_dump(
+    path: str | os.PathLike[str],
+    frames: int = 16384,
+    shape: tuple[int, int] = (512, 512),
+    dtype: str = "uint16",
+    compression: str = "bslz4",
+    series: int = 34,
+    seed: int = 0,
+    pool_size: int | None = None,
+    header_detail: str = "basic",
+    write_sum: bool = True,
+) -> np.ndarray:
+    """Write a synthetic recording in the dump format (protocols.md 1.7).
+
+    Layout like upstream's test file: dheader, config (``exte``,
+    ``ntrigger=frames``), 4 parts per image, dseries_end. Writes
+    ``<path>.sum.npy`` with the float64 sum over all frames (returned too),
+    which :class:`DectrisSim` uses as ``expected_sum()`` when replaying.
+    """
+    src = SyntheticSource(shape, dtype, compression, frames, pool_size, seed)
+    cfg = src.initial_config()
+    with DumpWriter(path) as w:
+        w.write_all(build_header_parts(series, header_detail, cfg))
+        count_ns = int(cfg["count_time"] * 1e9)
+        frame_ns = int(cfg["frame_time"] * 1e9)
+        t0 = 5_396_052_835_800
+        for k in range(frames):
+            d, dd, blob = src.image_parts(series, k, cfg)
+            st = t0 + k * frame_ns
+            w.write_all((d, dd, blob, build_dconfig(st, st + count_ns, count_ns)))
+        w.write(build_dseries_end(series))
+    total = src.expected_sum(frames)
+    if write_sum:
+        np.save(os.fspath(path) + ".sum.npy", total)
+    return total
+
+
+# ---------------------------------------------------------------- CLI
+
+def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m libertem_live_dectris.sim",
+        description="DECTRIS DCU simulator (SIMPLON REST + ZeroMQ stream), or write a synthetic dump.")
+    p.add_argument("--path", help="replay this dump file instead of synthetic data")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8910, help="REST port (0 = any free)")
+    p.add_argument("--zmqport", type=int, default=9999, help="ZeroMQ stream port (0 = any free)")
+    p.add_argument("--frames", type=int, default=16384, help="images per series (synthetic)")
+    p.add_argument("--shape", type=int, nargs=2, default=(512, 512), metavar=("H", "W"))
+    p.add_argument("--dtype", default="uint16", choices=["uint8", "uint16", "uint32"])
+    p.add_argument("--compression", default="bslz4", choices=["bslz4", "lz4", "none"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--series", type=int, default=34, help="series id written into a dump")
+    p.add_argument("--dwelltime", type=float, default=None, help="pace images, microseconds")
+    p.add_argument("--fault", action="append", default=[], help="kind:frame[:count], e.g. drop:3")
+    p.add_argument("--write-dump", metavar="PATH", help="write a synthetic dump file and exit")
+    p.add_argument("-v", "--verbose", action="store_true")
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
+    if args.write_dump:
+        t = time.monotonic()
+        write_dump(args.write_dump, args.frames, tuple(args.shape), args.dtype, args.compression,
+                   args.series, args.seed)
+        print(f"wrote {args.write_dump} ({os.path.getsize(args.write_dump)} bytes, "
+              f"{args.frames} frames) in {time.monotonic() - t:.1f} s")
+        return 0
+    sim = DectrisSim(
+        path=args.path, port=args.port, zmqport=args.zmqport, verbose=True, host=args.host,
+        shape=tuple(args.shape), dtype=args.dtype, compression=args.compression, frames=args.frames,
+        seed=args.seed, dwelltime=args.dwelltime, faults=[parse_fault(f) for f in args.fault])
+    sim.start()
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())  # clean stop under service managers
+    try:
+        while not done.wait(0.5):  # a timeout keeps Ctrl-C responsive on all platforms
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sim.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

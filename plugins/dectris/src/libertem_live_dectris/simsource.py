@@ -1,0 +1,182 @@
+"""Where the simulator's images come from: a synthetic pool or a recorded dump.
+
+Both sources answer the same questions: initial detector configuration,
+the series id for an arm, and the 4 parts of image ``k`` of a series. The
+synthetic source pre-encodes a pool of distinct frames (per compression) so
+sending is only message assembly; the dump source hands out the recorded
+parts unchanged.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from .dump import DumpFile
+from .encode import encode, encoding_for
+from .messages import build_dimage, build_dimage_d, images_per_series
+from .synth import default_pool_size, expected_sum, make_frames
+
+
+def default_config(shape: tuple[int, int], dtype: np.dtype, frames: int, compression: str) -> dict[str, Any]:
+    """A plausible ARINA/QUADRO-like configuration (values only)."""
+    h, w = shape
+    bits = np.dtype(dtype).itemsize * 8
+    return {
+        "auto_summation": True,
+        "bit_depth_image": bits,
+        "bit_depth_readout": bits,
+        "compression": compression,
+        "count_time": 0.0009999,
+        "countrate_correction_applied": False,
+        "description": "libertem-live DECTRIS simulator",
+        "detector_number": "SIM-0001",
+        "frame_time": 0.001,
+        "mask_to_zero": False,
+        "nimages": 1,
+        "ntrigger": int(frames),
+        "roi_mode": "disabled",
+        "roi_bit_depth": 16,
+        "roi_y_size": h,
+        "sensor_material": "Si",
+        "software_version": "1.8.0",
+        "trigger_mode": "exte",
+        "x_pixel_size": 0.000075,
+        "x_pixels_in_detector": w,
+        "y_pixel_size": 0.000075,
+        "y_pixels_in_detector": h,
+    }
+
+
+@dataclass
+class EncodedPool:
+    """Pre-encoded pool frames for one compression."""
+
+    encoding: str
+    blobs: list[bytes]
+    hashes: list[str]
+    descriptors: list[bytes]  # dimage_d part per pool frame
+
+
+class Source(Protocol):
+    fixed_series: int | None
+
+    def initial_config(self) -> dict[str, Any]: ...
+    def image_parts(self, series: int, k: int, config: dict[str, Any]) -> tuple[bytes, bytes, bytes]: ...
+    def n_available(self, config: dict[str, Any]) -> int: ...
+    def close(self) -> None: ...
+
+
+class SyntheticSource:
+    """Low-dose frames cycling a pool (see :mod:`.synth`), encoded on demand."""
+
+    fixed_series: int | None = None
+
+    def __init__(
+        self, shape: tuple[int, int] = (128, 128), dtype: str | np.dtype = "uint16",
+        compression: str = "bslz4", frames: int = 1024, pool_size: int | None = None,
+        seed: int = 0, lam_disk: float = 4.0, lam_bg: float = 0.02,
+    ) -> None:
+        self.shape = (int(shape[0]), int(shape[1]))
+        self.dtype = np.dtype(dtype)
+        if self.dtype.name not in ("uint8", "uint16", "uint32"):
+            raise ValueError(f"dtype must be uint8, uint16 or uint32, got {self.dtype}")
+        encoding_for(compression, self.dtype)  # validates
+        self.compression = compression
+        self.frames = int(frames)
+        k = pool_size or default_pool_size(self.shape, self.frames)
+        self.pool = make_frames(k, self.shape, self.dtype, seed=seed, lam_disk=lam_disk, lam_bg=lam_bg)
+        self._encoded: dict[str, EncodedPool] = {}
+        self.encoded(compression)  # encode now, not while the first series streams
+
+    def initial_config(self) -> dict[str, Any]:
+        return default_config(self.shape, self.dtype, self.frames, self.compression)
+
+    def encoded(self, compression: str) -> EncodedPool:
+        """The pool encoded for ``compression`` (cached)."""
+        ep = self._encoded.get(compression)
+        if ep is None:
+            enc = encoding_for(compression, self.dtype)
+            blobs = [encode(f, compression) for f in self.pool]
+            ep = EncodedPool(
+                enc, blobs, [hashlib.md5(b).hexdigest() for b in blobs],
+                [build_dimage_d(self.shape, self.dtype.name, enc, len(b)) for b in blobs],
+            )
+            self._encoded[compression] = ep
+        return ep
+
+    def image_parts(self, series: int, k: int, config: dict[str, Any]) -> tuple[bytes, bytes, bytes]:
+        ep = self.encoded(config["compression"])
+        j = k % len(ep.blobs)
+        return build_dimage(series, k, ep.hashes[j]), ep.descriptors[j], ep.blobs[j]
+
+    def n_available(self, config: dict[str, Any]) -> int:
+        return images_per_series(config["trigger_mode"], config["nimages"], config["ntrigger"])
+
+    def frame(self, k: int) -> np.ndarray:
+        """Pixel data of image ``k`` of any series (pool frame ``k % pool_size``)."""
+        return self.pool[k % self.pool.shape[0]]
+
+    def expected_sum(self, n: int) -> np.ndarray:
+        return expected_sum(self.pool, n)
+
+    def close(self) -> None:
+        pass
+
+
+class DumpSource:
+    """Replays the first series of a dump file; series id and config from it."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
+        self.dump = DumpFile(path)
+        s = self.dump.series
+        if s.config is None:
+            self.dump.close()
+            raise ValueError(f"{path}: dump has header_detail=none, no configuration to replay")
+        self.fixed_series = s.header.series
+        self._config = dict(s.config.raw)
+        self._images = s.images
+
+    def initial_config(self) -> dict[str, Any]:
+        return dict(self._config)
+
+    @property
+    def recorded_config(self) -> dict[str, Any]:
+        return dict(self._config)
+
+    def image_parts(self, series: int, k: int, config: dict[str, Any]) -> tuple[bytes, bytes, bytes]:
+        img = self._images[k]
+        return bytes(img[0]), bytes(img[1]), bytes(img[2])
+
+    def dconfig_part(self, k: int) -> bytes:
+        return bytes(self._images[k][3])
+
+    def n_available(self, config: dict[str, Any]) -> int:
+        return len(self._images)
+
+    def expected_sum(self, n: int | None = None) -> np.ndarray:
+        """Sum of the first ``n`` recorded images: from the ``.sum.npy`` sidecar if
+        it matches, else by decoding the recording."""
+        from .decode import DectrisDecoder
+        from .messages import parse_dimage_d
+
+        n = len(self._images) if n is None else n
+        side = self.path + ".sum.npy"
+        if n == len(self._images) and os.path.exists(side):
+            return np.load(side)
+        total: np.ndarray | None = None
+        for img in self._images[:n]:
+            d = parse_dimage_d(img[1])
+            buf = np.empty(d.shape, np.float64)
+            DectrisDecoder(d.encoding, d.dtype, d.shape).decode_one(np.frombuffer(img[2], np.uint8), buf)
+            total = buf if total is None else total + buf
+        assert total is not None
+        return total
+
+    def close(self) -> None:
+        self._images = []
+        self.dump.close()
