@@ -50,6 +50,7 @@ class LiveContext(Context):
     def __init__(self, executor: Any = None, plot_class: Any = None, *,
                  registry: Registry | None = None):
         self._registry = registry
+        self._warmed: set[Any] = set()
         super().__init__(executor=executor, plot_class=plot_class)
 
     @property
@@ -112,6 +113,7 @@ class LiveContext(Context):
             resolved = navshape.resolve(
                 nav_shape, nimages, hook=ask_hooks, detector_hint=pending_aq.nav_shape,
             )
+            self._warm_up(pending_aq.format.decoder)
             return LiveAcquisition(
                 conn=conn, nav_shape=resolved, frame_format=pending_aq.format,
                 frames_per_partition=frames_per_partition, pending=pending_aq,
@@ -125,11 +127,26 @@ class LiveContext(Context):
                 "the detector for exactly that many frames. Pass nav_shape=(height, width)"
             )
         resolved = navshape.validate(nav_shape, None, "make_acquisition")
+        fmt = controller.frame_format(conn)
+        self._warm_up(fmt.decoder)
         return LiveAcquisition(
-            conn=conn, nav_shape=resolved, frame_format=controller.frame_format(conn),
+            conn=conn, nav_shape=resolved, frame_format=fmt,
             frames_per_partition=frames_per_partition, controller=controller,
             hook_caller=dispatcher,
         )
+
+    def _warm_up(self, decoder: Any) -> None:
+        """Let every worker compile the decoder's kernels (``decoder.warmup``, if
+        it has one) before the first frame arrives, once per decoder kind:
+        a first-frame compile stall would back up the stream."""
+        warmup = getattr(decoder, "warmup", None)
+        if warmup is None:
+            return
+        key = getattr(decoder, "warmup_key", None) or (type(decoder), repr(vars(decoder)))
+        if key in self._warmed:
+            return
+        self.executor.run_each_worker(warmup, "float32")
+        self._warmed.add(key)
 
     # --- running ------------------------------------------------------------------
     def _run_sync(self, dataset: Any, udf: Any, roi: Any, corrections: Any, progress: Any,

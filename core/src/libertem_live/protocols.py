@@ -25,6 +25,11 @@ class FrameDecoder(Protocol):
     own per-frame word.  ``out`` has shape ``(n, *sig_shape)`` and the dtype the
     UDFs asked for.  Must be picklable: it travels inside each partition.
     Raise ``ValueError`` (with the batch index) for payloads that do not decode.
+
+    Optional: ``warmup(dtype)`` compiles kernels ahead of the stream (the
+    LiveContext runs it on every worker once per ``warmup_key``), and
+    ``decode_csr(data, offsets, sizes, aux)`` returns a CSR matrix of shape
+    ``(n, prod(sig_shape))`` for sparse formats.
     """
 
     def decode(self, data: np.ndarray, offsets: np.ndarray, sizes: np.ndarray,

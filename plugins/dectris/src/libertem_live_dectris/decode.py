@@ -169,6 +169,11 @@ class DectrisDecoder:
         self.__init__(**state)
 
     @property
+    def warmup_key(self) -> tuple:
+        """Decoders with the same key share compiled kernels (see ``warmup``)."""
+        return ("dectris", self.encoding, str(self.dtype), self.backend)
+
+    @property
     def chosen_backend(self) -> str:
         return self._chosen
 
