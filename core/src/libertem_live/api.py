@@ -145,7 +145,9 @@ class LiveContext(Context):
         key = getattr(decoder, "warmup_key", None) or (type(decoder), repr(vars(decoder)))
         if key in self._warmed:
             return
-        self.executor.run_each_worker(warmup, "float32")
+        import functools
+        # bound here: PipelinedExecutor.run_each_worker mishandles positional args
+        self.executor.run_each_worker(functools.partial(warmup, "float32"))
         self._warmed.add(key)
 
     # --- running ------------------------------------------------------------------
