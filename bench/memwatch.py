@@ -9,7 +9,8 @@ import psutil
 
 
 class MemWatch:
-    def __init__(self, interval: float = 0.05):
+    def __init__(self, interval: float = 0.05, exclude: set[int] | None = None):
+        self.exclude = exclude or set()
         self.interval = interval
         self.peak_main_rss = 0
         self.peak_tree_pss = 0
@@ -22,6 +23,8 @@ class MemWatch:
             self.peak_main_rss = max(self.peak_main_rss, me.memory_info().rss)
             total = 0
             for p in [me] + me.children(recursive=True):
+                if p.pid in self.exclude:
+                    continue
                 try:
                     total += p.memory_full_info().pss
                 except (psutil.NoSuchProcess, psutil.AccessDenied):

@@ -16,6 +16,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 
+sys.path.insert(0, str(HERE))
+
+
 def _run(script: str, *args: str) -> list[dict]:
     proc = subprocess.run([sys.executable, str(HERE / script), *args], capture_output=True,
                           text=True, cwd=HERE, env={**os.environ, "PYTHONPATH": str(HERE)})
@@ -37,15 +40,93 @@ def transport(frames: int, repeat: int) -> list[dict]:
     return rows
 
 
+DATA = Path(os.environ.get("ANCHOR_DATA", "/tmp/anchor-data"))
+DECTRIS_CASES = [
+    # label, dump name, nav, frames_per_partition, generator shape
+    ("512x512 u16 bslz4", "dectris-512x512-u16-16384.dump", (128, 128), None, (512, 512)),
+    ("96x96 u16 bslz4", "dectris-96x96-u16-65536.dump", (256, 256), None, (96, 96)),
+    ("96x96 u16 bslz4 fpp=1024", "dectris-96x96-u16-65536.dump", (256, 256), 1024, (96, 96)),
+]
+
+
+def _dump(name: str, nav: tuple[int, int], shape: tuple[int, int]) -> str:
+    """The anchor benchmark's dump if it was generated, else one of ours."""
+    path = DATA / name
+    if path.exists() and Path(str(path) + ".sum.npy").exists():
+        return str(path)
+    ours = HERE / "results" / name
+    if not ours.exists():
+        from libertem_live_dectris.sim import write_dump
+        ours.parent.mkdir(exist_ok=True)
+        write_dump(ours, frames=nav[0] * nav[1], shape=shape, dtype="uint16",
+                   compression="bslz4", series=34, pool_size=256)
+    return str(ours)
+
+
+def _upstream(script: str, *args: str) -> dict | None:
+    import sim_proc
+    if not sim_proc.upstream_available():
+        return None
+    py = str(sim_proc.ANCHOR_VENV / "bin" / "python")
+    proc = subprocess.run([py, str(sim_proc.ANCHOR_BENCH / script), *args],
+                          capture_output=True, text=True)
+    rows = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    summary = [r for r in rows if r.get("kind") == "summary"]
+    if proc.returncode != 0 or not summary:
+        print(f"upstream {script} failed:", proc.stderr[-2000:], file=sys.stderr)
+        return None
+    return summary[-1]
+
+
+def dectris(repeat: int) -> list[dict]:
+    import sim_proc
+    rows = []
+    sim = "upstream" if sim_proc.upstream_available() else "ours"
+    for label, name, nav, fpp, shape in DECTRIS_CASES:
+        dump = _dump(name, nav, shape)
+        args = ["--dump", dump, "--nav", *map(str, nav), "--repeat", str(repeat),
+                "--sim", sim, "--label", label]
+        if fpp:
+            args += ["--fpp", str(fpp)]
+        rows += _run("dectris.py", *args)
+        up_args = ["--file", dump, "--nav", *map(str, nav), "--repeats", str(repeat)]
+        if fpp:
+            up_args += ["--fpp", str(fpp)]
+        up = _upstream("bench_dectris.py", *up_args)
+        if up is not None:
+            rows.append({"detector": "dectris", "impl": "upstream", "sim": "upstream",
+                         "label": label, "frames": up["frames"], "fps_median": up["fps_median"],
+                         "fps_min": up["fps_min"], "fps_max": up["fps_max"],
+                         "MBps_decoded": up.get("MBps_raw_median"),
+                         "peak_tree_pss_MiB": up.get("client_peak_pss_mib"),
+                         "result_ok": True})
+    return rows
+
+
+def _print_driver(rows: list[dict]) -> None:
+    print(f"{'detector':9} {'case':28} {'impl':9} {'sim':9} {'fps median':>10} "
+          f"{'min-max':>15} {'MB/s':>6} {'PSS MiB':>8} ok")
+    for r in rows:
+        mm = f"{r['fps_min']}-{r['fps_max']}"
+        print(f"{r['detector']:9} {r['label']:28} {r['impl']:9} {r['sim']:9} "
+              f"{r['fps_median']:>10} {mm:>15} {r.get('MBps_decoded') or '':>6} "
+              f"{r.get('peak_tree_pss_MiB') or '':>8} {r['result_ok']}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("what", nargs="*", default=["transport"])
+    p.add_argument("what", nargs="*", default=["transport", "dectris"])
     p.add_argument("--frames", type=int, default=4096)
     p.add_argument("--repeat", type=int, default=3)
     a = p.parse_args()
     rows: list[dict] = []
+    driver_rows: list[dict] = []
+    if "dectris" in a.what:
+        driver_rows += dectris(max(a.repeat, 3))
     if "transport" in a.what:
         rows += transport(a.frames, a.repeat)
+    if driver_rows:
+        _print_driver(driver_rows)
     print(f"{'mode':6} {'frames':>7} {'frames/s':>9} {'MB/s':>6} {'range MB/s':>12} "
           f"{'main RSS':>9} {'tree PSS':>9} ok")
     for r in rows:
@@ -55,7 +136,7 @@ def main() -> None:
               f"{r['result_ok']}")
     out = HERE / "results"
     out.mkdir(exist_ok=True)
-    (out / "latest.json").write_text(json.dumps(rows, indent=2))
+    (out / "latest.json").write_text(json.dumps(rows + driver_rows, indent=2))
 
 
 if __name__ == "__main__":

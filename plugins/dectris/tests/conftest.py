@@ -104,3 +104,114 @@ def receiver_factory():
     yield make
     for r in made:
         r.close()
+
+
+# ---------------------------------------------------------------- leak checks for live tests
+
+_OUR_THREADS = ("libertem-live", "dectris-sim")
+
+
+def _our_threads() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if t.is_alive() and t.name.startswith(_OUR_THREADS)}
+
+
+def _psm_segments() -> set[str]:
+    import os
+    try:
+        return {n for n in os.listdir("/dev/shm") if n.startswith("psm_")}
+    except FileNotFoundError:  # no /dev/shm (not Linux): nothing to check
+        return set()
+
+
+def _process_tree(root: int) -> set[int]:
+    """``root`` and all its descendants (from /proc)."""
+    import os
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry))
+    tree, todo = set(), [root]
+    while todo:
+        pid = todo.pop()
+        tree.add(pid)
+        todo.extend(children.get(pid, ()))
+    return tree
+
+
+def _segment_users(names: set[str]) -> dict[str, set[int]]:
+    """Which processes map /dev/shm/<name>, for each name."""
+    import os
+    users: dict[str, set[int]] = {n: set() for n in names}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/maps") as f:
+                maps = f.read()
+        except OSError:
+            continue
+        for n in names:
+            if f"/dev/shm/{n}" in maps:
+                users[n].add(int(entry))
+    return users
+
+
+def _our_leaked_segments(before: set[str]) -> set[str]:
+    """New ``psm_*`` segments that are ours: mapped by this process or its
+    workers, or mapped by nobody (left behind). /dev/shm is shared with other
+    jobs on the machine, so segments that only other live processes map are
+    theirs, not a leak of ours."""
+    import os
+    new = _psm_segments() - before
+    if not new:
+        return set()
+    ours = _process_tree(os.getpid())
+    users = _segment_users(new)
+    still = _psm_segments()  # a segment another job was just unlinking is gone now
+    return {n for n, pids in users.items() if n in still and (not pids or pids & ours)}
+
+
+def _socket_fds() -> set[str]:
+    """Inodes of this process's open sockets (Linux; empty elsewhere)."""
+    import os
+    found = set()
+    try:
+        fds = os.listdir("/proc/self/fd")
+    except FileNotFoundError:
+        return found
+    for fd in fds:
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:"):
+            found.add(target)
+    return found
+
+
+@pytest.fixture
+def no_leaks():
+    """After the test: no thread named libertem-live*/dectris-sim* running, no new
+    ``psm_*`` shared-memory segment, no new open socket in this process (every
+    connection, REST session and simulator closed). Request it *before* any
+    fixture that starts simulators, so it is checked after they stopped."""
+    threads = _our_threads()
+    shm = _psm_segments()
+    socks = _socket_fds()
+    yield
+    import time as _t
+    t0 = _t.time()
+    left = _our_threads() - threads
+    assert not left, f"threads left running: {sorted(t.name for t in left)}"
+    leaked = _our_leaked_segments(shm)
+    assert not leaked, f"shared memory segments left behind: {sorted(leaked)}"
+    open_socks = _socket_fds() - socks
+    assert not open_socks, f"{len(open_socks)} sockets left open: {sorted(open_socks)}"
+    print("LEAKS", _t.time() - t0)

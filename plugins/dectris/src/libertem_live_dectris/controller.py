@@ -117,10 +117,9 @@ class DectrisActiveController:
 
     def arm(self, conn: DectrisConnection, nimages: int) -> FrameStream:
         api = conn.get_api_client()
-        state = api.detectorStatus("state").get("value")
-        if state in ("ready", "acquire"):
-            log.info("detector was armed (state %r); disarming before arming again", state)
-            api.sendDetectorCommand("disarm")
+        # a series left armed (a passive acquisition never consumed, a crashed
+        # script) would refuse the arm; disarming an idle DCU is harmless
+        api.sendDetectorCommand("disarm")
         self._set_counts(conn, nimages)
         cfg = self._config_now(conn)
         n_detector = images_per_series(cfg.trigger_mode, cfg.nimages, cfg.ntrigger)

@@ -85,6 +85,10 @@ class DectrisSim:
     ``send_timeout`` (s) is how long a send may wait for a receiver before the
     series is abandoned. ``header_multipart`` sends the global header as one
     multipart message instead of separate single-part messages (upstream).
+    ``pixel_mask`` ((height, width), nonzero = defective) is served as the
+    ``pixel_mask`` config and in ``header_detail=all`` headers; like a DCU, the
+    synthetic frames then carry ``2**bits - 1`` at those pixels (0 when the
+    ``mask_to_zero`` config is true), and ``frame``/``expected_sum`` include that.
     ``faults``: see :mod:`.faults`.
     """
 
@@ -119,7 +123,8 @@ class DectrisSim:
         if path is not None:
             self.source = DumpSource(path)
         else:
-            self.source = SyntheticSource(shape, dtype, compression, frames, pool_size, seed)
+            self.source = SyntheticSource(shape, dtype, compression, frames, pool_size, seed,
+                                          pixel_mask=pixel_mask)
         self.lock = threading.RLock()
         self._cv = threading.Condition(self.lock)
         self.detector_config: dict[str, Any] = self.source.initial_config()
@@ -244,7 +249,11 @@ class DectrisSim:
         """Pixels of image ``k`` (synthetic mode only)."""
         if not isinstance(self.source, SyntheticSource):
             raise TypeError("frame() needs a synthetic simulator (no path=)")
-        return self.source.frame(k)
+        return self.source.frame(k, self._mask_to_zero())
+
+    def _mask_to_zero(self) -> bool:
+        with self.lock:
+            return bool(self.detector_config.get("mask_to_zero", False))
 
     def n_images(self) -> int:
         """Images in a series with the current configuration."""
@@ -257,7 +266,10 @@ class DectrisSim:
     def expected_sum(self, n: int | None = None) -> np.ndarray:
         """float64 (height, width) sum of the first ``n`` images of a series
         (default: all images of a series with the current configuration)."""
-        return self.source.expected_sum(self.n_images() if n is None else n)
+        n = self.n_images() if n is None else n
+        if isinstance(self.source, SyntheticSource):
+            return self.source.expected_sum(n, self._mask_to_zero())
+        return self.source.expected_sum(n)
 
     # ------------------------------------------------------------ faults
 

@@ -79,6 +79,7 @@ class SyntheticSource:
         self, shape: tuple[int, int] = (128, 128), dtype: str | np.dtype = "uint16",
         compression: str = "bslz4", frames: int = 1024, pool_size: int | None = None,
         seed: int = 0, lam_disk: float = 4.0, lam_bg: float = 0.02,
+        pixel_mask: np.ndarray | None = None,
     ) -> None:
         self.shape = (int(shape[0]), int(shape[1]))
         self.dtype = np.dtype(dtype)
@@ -89,39 +90,58 @@ class SyntheticSource:
         self.frames = int(frames)
         k = pool_size or default_pool_size(self.shape, self.frames)
         self.pool = make_frames(k, self.shape, self.dtype, seed=seed, lam_disk=lam_disk, lam_bg=lam_bg)
-        self._encoded: dict[str, EncodedPool] = {}
+        # like a DCU: defective pixels (nonzero in the pixel mask) read 2**bits - 1,
+        # or 0 with mask_to_zero (protocols.md 1.2)
+        self.defective: np.ndarray | None = None
+        if pixel_mask is not None and np.shape(pixel_mask) == self.shape and np.any(pixel_mask):
+            self.defective = np.asarray(pixel_mask) != 0
+        self._pools: dict[bool, np.ndarray] = {}
+        self._encoded: dict[tuple[str, bool], EncodedPool] = {}
         self.encoded(compression)  # encode now, not while the first series streams
+
+    def pool_for(self, mask_to_zero: bool = False) -> np.ndarray:
+        """The pool as sent: defective pixels set to max-int (or 0 with ``mask_to_zero``)."""
+        if self.defective is None:
+            return self.pool
+        key = bool(mask_to_zero)
+        pool = self._pools.get(key)
+        if pool is None:
+            pool = self.pool.copy()
+            pool[:, self.defective] = 0 if key else np.iinfo(self.dtype).max
+            self._pools[key] = pool
+        return pool
 
     def initial_config(self) -> dict[str, Any]:
         return default_config(self.shape, self.dtype, self.frames, self.compression)
 
-    def encoded(self, compression: str) -> EncodedPool:
+    def encoded(self, compression: str, mask_to_zero: bool = False) -> EncodedPool:
         """The pool encoded for ``compression`` (cached)."""
-        ep = self._encoded.get(compression)
+        key = (compression, bool(mask_to_zero) and self.defective is not None)
+        ep = self._encoded.get(key)
         if ep is None:
             enc = encoding_for(compression, self.dtype)
-            blobs = [encode(f, compression) for f in self.pool]
+            blobs = [encode(f, compression) for f in self.pool_for(key[1])]
             ep = EncodedPool(
                 enc, blobs, [hashlib.md5(b).hexdigest() for b in blobs],
                 [build_dimage_d(self.shape, self.dtype.name, enc, len(b)) for b in blobs],
             )
-            self._encoded[compression] = ep
+            self._encoded[key] = ep
         return ep
 
     def image_parts(self, series: int, k: int, config: dict[str, Any]) -> tuple[bytes, bytes, bytes]:
-        ep = self.encoded(config["compression"])
+        ep = self.encoded(config["compression"], bool(config.get("mask_to_zero", False)))
         j = k % len(ep.blobs)
         return build_dimage(series, k, ep.hashes[j]), ep.descriptors[j], ep.blobs[j]
 
     def n_available(self, config: dict[str, Any]) -> int:
         return images_per_series(config["trigger_mode"], config["nimages"], config["ntrigger"])
 
-    def frame(self, k: int) -> np.ndarray:
+    def frame(self, k: int, mask_to_zero: bool = False) -> np.ndarray:
         """Pixel data of image ``k`` of any series (pool frame ``k % pool_size``)."""
-        return self.pool[k % self.pool.shape[0]]
+        return self.pool_for(mask_to_zero)[k % self.pool.shape[0]]
 
-    def expected_sum(self, n: int) -> np.ndarray:
-        return expected_sum(self.pool, n)
+    def expected_sum(self, n: int, mask_to_zero: bool = False) -> np.ndarray:
+        return expected_sum(self.pool_for(mask_to_zero), n)
 
     def close(self) -> None:
         pass

@@ -1,0 +1,58 @@
+"""Start a DECTRIS simulator in its own process group and read its ports.
+
+``upstream``: upstream's Rust-backed simulator from the anchor venv
+(``$ANCHOR_VENV``, default /tmp/anchor-venv, with ``shared/anchor-bench``);
+``ours``: ``libertem_live_dectris.sim.DectrisSim`` replaying the same dump.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+ANCHOR_VENV = Path(os.environ.get("ANCHOR_VENV", "/tmp/anchor-venv"))
+SHARED = Path(os.environ.get("LIBERTEM_LIVE_SHARED",
+                             Path(__file__).resolve().parents[2] / "shared"))
+ANCHOR_BENCH = SHARED / "anchor-bench"
+
+OURS = r"""
+import json, os, signal, sys, threading
+from libertem_live_dectris.sim import DectrisSim
+sim = DectrisSim(path=sys.argv[1], send_timeout=60.0).start()
+sim.wait_for_listen()
+print(json.dumps({"api_port": sim.port, "zmq_port": sim.zmqport, "pid": os.getpid()}), flush=True)
+done = threading.Event()
+signal.signal(signal.SIGTERM, lambda *a: done.set())
+done.wait()
+sim.stop()
+"""
+
+
+def upstream_available() -> bool:
+    return (ANCHOR_VENV / "bin" / "python").exists() and (ANCHOR_BENCH / "sim_dectris.py").exists()
+
+
+def start(kind: str, dump: str) -> tuple[subprocess.Popen, dict]:
+    if kind == "upstream":
+        cmd = [str(ANCHOR_VENV / "bin" / "python"), str(ANCHOR_BENCH / "sim_dectris.py"),
+               "--file", dump]
+    else:
+        cmd = [sys.executable, "-c", OURS, dump]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, start_new_session=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if not line:
+        proc.kill()
+        raise RuntimeError(f"simulator did not start: {' '.join(cmd)}")
+    return proc, json.loads(line)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(10)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        os.killpg(proc.pid, signal.SIGKILL)
