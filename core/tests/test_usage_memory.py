@@ -3,7 +3,6 @@ against the memory driver with only the connection line and the
 DECTRIS-specific arm command changed (acceptance of the core issue)."""
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
@@ -14,14 +13,10 @@ from libertem_live_testing import rstdoc
 
 
 def _usage_page() -> Path:
-    shared = os.environ.get("LIBERTEM_LIVE_SHARED")
-    candidates = [Path(shared)] if shared else []
-    candidates.append(Path(__file__).resolve().parents[3] / "shared")
-    for root in candidates:
-        page = root / "spec" / "usage.rst"
-        if page.exists():
-            return page
-    pytest.skip("shared/spec/usage.rst not found (set LIBERTEM_LIVE_SHARED)")
+    page = rstdoc.find_usage_page()
+    if page is None:
+        pytest.skip("shared/spec/usage.rst not found (set LIBERTEM_LIVE_SHARED)")
+    return page
 
 
 _OPEN = re.compile(r"ctx\.make_connection\('dectris'\)\.open\((?:[^()]|\([^()]*\))*\)", re.S)

@@ -87,13 +87,12 @@ class LivePartition(Partition):
         depth = total if scheme.intent == "partition" else min(scheme.depth, total)
         depth = max(depth, 1)
         if self._sparse and array_backend in SPARSE_BACKENDS:
-            yield from self._sparse_tiles(depth, total, tile_origin, select_all, dest_dtype,
+            yield from self._sparse_tiles(depth, tile_origin, select_all, dest_dtype,
                                           array_backend)
             return
         buf = np.empty((depth,) + sig_shape, dtype=np.dtype(dest_dtype))
         corr = self._corrections
         have_corr = corr is not None and corr.have_corrections()
-        decoded = 0
         fill = 0
 
         def tile(k: int) -> DataTile:
@@ -107,59 +106,25 @@ class LivePartition(Partition):
                                 scheme_idx=0)
             return DataTile(data, tile_slice=tile_slice, scheme_idx=0)
 
-        try:
-            for spec, pieces in messages(self._worker_context.get_worker_queue()):
-                for slot, lo, hi, first in pieces:
-                    pos = lo
-                    while pos < hi:
-                        if select_all is not None:
-                            rel = first - self._start + (pos - lo)
-                            sel = np.flatnonzero(select_all[rel:rel + (hi - pos)])
-                            sel = sel[:depth - fill]
-                            if len(sel) == 0:
-                                break
-                            step = int(sel[-1]) + 1
-                            decode_into(self._frame_decoder, spec, slot, pos, pos + step,
-                                        buf[fill:fill + len(sel)], first + pos - lo, select=sel)
-                            k = len(sel)
-                        else:
-                            step = k = min(depth - fill, hi - pos)
-                            decode_into(self._frame_decoder, spec, slot, pos, pos + k,
-                                        buf[fill:fill + k], first + pos - lo)
-                        fill += k
-                        pos += step
-                        decoded += k
-                        if fill == depth:
-                            yield tile(fill)
-                            tile_origin += fill
-                            fill = 0
-                    attach(spec).release(slot, lo, hi)
-            if fill:
+        for run in self._walk(depth, select_all):
+            if run is None:
                 yield tile(fill)
-        finally:
-            try:
-                self._worker_context.signal(self.get_ident(), DECODED_TOPIC, {"n": decoded})
-            except NotImplementedError:
-                pass
-        self._check_count(decoded, total)
+                tile_origin += fill
+                fill = 0
+                continue
+            spec, slot, lo, hi, first, sel, k = run
+            decode_into(self._frame_decoder, spec, slot, lo, hi, buf[fill:fill + k], first,
+                        select=sel)
+            fill += k
 
-    def _check_count(self, decoded: int, total: int) -> None:
-        if decoded != total:
-            raise AcquisitionError(
-                f"partition of frames {self._start}..{self._stop - 1} decoded {decoded} "
-                f"frames, expected {total}"
-            )
-
-    def _sparse_tiles(self, depth: int, total: int, tile_origin: int,
-                      select_all: np.ndarray | None, dest_dtype: Any,
-                      array_backend: Any) -> Iterator[DataTile]:
+    def _sparse_tiles(self, depth: int, tile_origin: int, select_all: np.ndarray | None,
+                      dest_dtype: Any, array_backend: Any) -> Iterator[DataTile]:
         """CSR tiles straight from a sparse-capable decoder, never densified."""
         import scipy.sparse
         sig_shape = tuple(self.meta.shape.sig)
         sig_dims = len(sig_shape)
         parts: list[Any] = []
         fill = 0
-        decoded = 0
 
         def tile() -> DataTile:
             arr = parts[0] if len(parts) == 1 else scipy.sparse.vstack(parts, format="csr")
@@ -170,6 +135,24 @@ class LivePartition(Partition):
             data = arr if array_backend == SCIPY_CSR else for_backend(arr, array_backend)
             return DataTile(data, tile_slice=tile_slice, scheme_idx=0)
 
+        for run in self._walk(depth, select_all):
+            if run is None:
+                yield tile()
+                tile_origin += fill
+                parts, fill = [], 0
+                continue
+            spec, slot, lo, hi, first, sel, k = run
+            parts.append(decode_csr_from(self._frame_decoder, spec, slot, lo, hi, first, sel))
+            fill += k
+
+    def _walk(self, depth: int, select_all: np.ndarray | None) -> Iterator[Any]:
+        """The partition's frames as runs to decode, ``(ring, slot, lo, hi,
+        first frame index, selected rows or None, frame count)``, with a None
+        whenever ``depth`` frames make a full tile (and after the last run).
+        Slots are released once all their runs were handled; the decoded
+        count goes to the main process and is checked at the end."""
+        decoded = 0
+        fill = 0
         try:
             for spec, pieces in messages(self._worker_context.get_worker_queue()):
                 for slot, lo, hi, first in pieces:
@@ -185,24 +168,27 @@ class LivePartition(Partition):
                             k = len(sel)
                         else:
                             step = k = min(depth - fill, hi - pos)
-                        parts.append(decode_csr_from(self._frame_decoder, spec, slot, pos,
-                                                     pos + step, first + pos - lo, sel))
+                        yield (spec, slot, pos, pos + step, first + pos - lo, sel, k)
                         fill += k
                         pos += step
                         decoded += k
                         if fill == depth:
-                            yield tile()
-                            tile_origin += fill
-                            parts, fill = [], 0
+                            yield None
+                            fill = 0
                     attach(spec).release(slot, lo, hi)
             if fill:
-                yield tile()
+                yield None
         finally:
             try:
                 self._worker_context.signal(self.get_ident(), DECODED_TOPIC, {"n": decoded})
             except NotImplementedError:
                 pass
-        self._check_count(decoded, total)
+        expected = self._stop - self._start if select_all is None else int(select_all.sum())
+        if decoded != expected:
+            raise AcquisitionError(
+                f"partition of frames {self._start}..{self._stop - 1} decoded {decoded} "
+                f"frames, expected {expected}"
+            )
 
 
 class LiveAcquisition(DataSet):

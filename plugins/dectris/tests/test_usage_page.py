@@ -5,7 +5,6 @@ namespace, ``HAVE_DECTRIS_TESTDATA`` true and ``DECTRIS_TESTDATA_PATH`` naming
 a 16384-image recording made by our simulator."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -17,14 +16,10 @@ from libertem_live_dectris.sim import write_dump
 
 
 def _usage_page() -> Path:
-    shared = os.environ.get("LIBERTEM_LIVE_SHARED")
-    candidates = [Path(shared)] if shared else []
-    candidates.append(Path(__file__).resolve().parents[4] / "shared")
-    for root in candidates:
-        page = root / "spec" / "usage.rst"
-        if page.exists():
-            return page
-    pytest.skip("shared/spec/usage.rst not found (set LIBERTEM_LIVE_SHARED)")
+    page = rstdoc.find_usage_page()
+    if page is None:
+        pytest.skip("shared/spec/usage.rst not found (set LIBERTEM_LIVE_SHARED)")
+    return page
 
 
 @pytest.fixture(scope="module")

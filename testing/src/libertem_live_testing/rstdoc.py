@@ -11,9 +11,11 @@ from __future__ import annotations
 import contextlib
 import doctest
 import io
+import os
 import re
 import textwrap
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 _DIRECTIVE = re.compile(r"^\.\. (testsetup|testcode|testoutput|testcleanup)::\s*(.*)$")
@@ -111,3 +113,18 @@ def run(blocks: list[Block], namespace: dict[str, Any], *, source: str = "page",
             if not _skipped(block, namespace):
                 execute(block, False)
     return log
+
+
+def find_usage_page() -> Path | None:
+    """The project's acceptance spec, ``shared/spec/usage.rst``: from
+    ``$LIBERTEM_LIVE_SHARED`` (set by the noxfile), else the ``shared/``
+    folder beside the repository checkout."""
+    shared = os.environ.get("LIBERTEM_LIVE_SHARED")
+    candidates = [Path(shared)] if shared else []
+    here = Path(__file__).resolve()
+    candidates += [parent / "shared" for parent in here.parents]
+    for root in candidates:
+        page = root / "spec" / "usage.rst"
+        if page.exists():
+            return page
+    return None

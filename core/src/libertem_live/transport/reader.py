@@ -52,42 +52,40 @@ def messages(worker_queue: Any) -> Iterator[tuple[RingSpec, Iterator[Piece]]]:
             views.release(slot, lo, hi)
 
 
+def _rows(spec: RingSpec, slot: int, lo: int, hi: int,
+          select: np.ndarray | None) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray]:
+    views = attach(spec)
+    table = views.table[slot]
+    offsets, sizes, aux = table[OFFSET, lo:hi], table[SIZE, lo:hi], table[AUX, lo:hi]
+    if select is not None:
+        offsets, sizes, aux = offsets[select], sizes[select], aux[select]
+    return views.payload[slot], offsets, sizes, aux
+
+
+def _decode_error(e: Exception, first: int, lo: int, hi: int) -> DecodeError:
+    return DecodeError(f"could not decode frames {first}..{first + hi - lo - 1}: {e}")
+
+
 def decode_csr_from(decoder: Any, spec: RingSpec, slot: int, lo: int, hi: int, first: int,
                     select: np.ndarray | None = None) -> Any:
     """Frames ``lo..hi`` of ``slot`` (or the ``select``-ed subset) as one CSR matrix
     of shape (n, prod(sig_shape)), from a decoder that offers ``decode_csr``."""
-    views = attach(spec)
-    table = views.table[slot]
-    offsets = table[OFFSET, lo:hi]
-    sizes = table[SIZE, lo:hi]
-    aux = table[AUX, lo:hi]
-    if select is not None:
-        offsets, sizes, aux = offsets[select], sizes[select], aux[select]
+    data, offsets, sizes, aux = _rows(spec, slot, lo, hi, select)
     try:
-        return decoder.decode_csr(views.payload[slot], offsets, sizes, aux)
+        return decoder.decode_csr(data, offsets, sizes, aux)
     except DecodeError:
         raise
     except (ValueError, IndexError) as e:
-        raise DecodeError(
-            f"could not decode frames {first}..{first + hi - lo - 1}: {e}"
-        ) from e
+        raise _decode_error(e, first, lo, hi) from e
 
 
 def decode_into(decoder: Any, spec: RingSpec, slot: int, lo: int, hi: int,
                 out: np.ndarray, first: int, select: np.ndarray | None = None) -> None:
     """Decode frames ``lo..hi`` of ``slot`` (or the ``select``-ed subset) into ``out``."""
-    views = attach(spec)
-    table = views.table[slot]
-    offsets = table[OFFSET, lo:hi]
-    sizes = table[SIZE, lo:hi]
-    aux = table[AUX, lo:hi]
-    if select is not None:
-        offsets, sizes, aux = offsets[select], sizes[select], aux[select]
+    data, offsets, sizes, aux = _rows(spec, slot, lo, hi, select)
     try:
-        decoder.decode(views.payload[slot], offsets, sizes, aux, out)
+        decoder.decode(data, offsets, sizes, aux, out)
     except DecodeError:
         raise
     except (ValueError, IndexError) as e:
-        raise DecodeError(
-            f"could not decode frames {first}..{first + hi - lo - 1}: {e}"
-        ) from e
+        raise _decode_error(e, first, lo, hi) from e

@@ -149,7 +149,9 @@ class ImageReceiver:
         stream.ledger.add(discarded_stale=self.start.discarded)
         frame = 0
         last_flush = time.monotonic()
-        recv_multipart = sock.recv_multipart
+        recv = sock.recv
+        getsockopt = sock.getsockopt
+        RCVMORE = zmq.RCVMORE
         noblock = zmq.NOBLOCK
         cfg = self.start.config
         zero_copy = cfg.width * cfg.height * np.dtype(cfg.dtype).itemsize > (256 << 10)
@@ -159,7 +161,7 @@ class ImageReceiver:
         monotonic = time.monotonic
         while frame < n:
             try:
-                parts = recv_multipart(noblock, copy=not zero_copy)
+                first = recv(noblock, copy=not zero_copy)
             except zmq.Again:
                 if writer.pending:
                     writer.flush()
@@ -168,12 +170,21 @@ class ImageReceiver:
                     if stop.is_set():
                         return
                 continue
+            # an image is 4 parts (dimage, dimage_d, blob, dconfig), all
+            # delivered together; anything shorter is an end or header message
+            parts = [first]
+            while len(parts) < 3 and getsockopt(RCVMORE):
+                parts.append(recv(copy=not zero_copy))
             if len(parts) < 3:
                 head = parts[0] if not zero_copy else parts[0].bytes
                 self._not_an_image(stream, writer, head, frame)
                 if stream.error is not None:
                     return
                 continue
+            if getsockopt(RCVMORE):
+                recv(copy=False)  # dconfig: not needed
+                if getsockopt(RCVMORE):
+                    _drain_rest(sock)  # image appendix
             if zero_copy:
                 head, desc, blob = parts[0].bytes, parts[1].bytes, parts[2].buffer
             else:
