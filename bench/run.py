@@ -3,6 +3,7 @@ print a table and write ``bench/results/latest.json``.
 
     python bench/run.py                 # everything available
     python bench/run.py transport       # only the transport comparison
+    python bench/run.py tpx3            # only the ASI TPX3 driver, end to end
 """
 from __future__ import annotations
 
@@ -113,6 +114,16 @@ def _print_driver(rows: list[dict]) -> None:
               f"{r.get('peak_tree_pss_MiB') or '':>8} {r['result_ok']}")
 
 
+def tpx3(repeat: int) -> list[dict]:
+    """ASI TPX3 end to end (anchor configurations: upstream 410k and 77k positions/s)."""
+    rows = []
+    for nav, events in (("512", "100"), ("256", "1000")):
+        for udf in ("sparse", "dense"):
+            rows += _run("tpx3.py", "--nav", nav, nav, "--events", events, "--udf", udf,
+                         "--repeat", str(repeat))
+    return rows
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("what", nargs="*", default=["transport", "dectris"])
@@ -125,6 +136,11 @@ def main() -> None:
         driver_rows += dectris(max(a.repeat, 3))
     if "transport" in a.what:
         rows += transport(a.frames, a.repeat)
+    tpx3_rows = tpx3(a.repeat) if "tpx3" in a.what else []
+    for r in tpx3_rows:
+        print(f"tpx3 nav {r['nav']} {r['events_per_frame']:g} ev {r['udf']:24} "
+              f"{r['positions_per_s']:>9} pos/s {r['Mevents_per_s']:>6} Mev/s "
+              f"PSS {r['peak_tree_pss_MiB']}Mi ok={r['result_ok']}")
     if driver_rows:
         _print_driver(driver_rows)
     print(f"{'mode':6} {'frames':>7} {'frames/s':>9} {'MB/s':>6} {'range MB/s':>12} "
@@ -136,7 +152,7 @@ def main() -> None:
               f"{r['result_ok']}")
     out = HERE / "results"
     out.mkdir(exist_ok=True)
-    (out / "latest.json").write_text(json.dumps(rows + driver_rows, indent=2))
+    (out / "latest.json").write_text(json.dumps(rows + driver_rows + tpx3_rows, indent=2))
 
 
 if __name__ == "__main__":

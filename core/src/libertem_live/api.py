@@ -14,7 +14,7 @@ from libertem.api import Context, ResultGenerator
 from libertem_live import navshape
 from libertem_live.acquisition import LiveAcquisition
 from libertem_live.dispatch import HookDispatcher
-from libertem_live.errors import NavShapeError
+from libertem_live.errors import AcquisitionError, NavShapeError
 from libertem_live.hooks import DetermineNavShapeEnv, Hooks
 from libertem_live.protocols import AcquisitionController, DetectorConnection, PendingAcquisition
 from libertem_live.registry import Registry, default_registry
@@ -223,6 +223,8 @@ class _Run:
                 final = stop_error
             else:
                 final.__context__ = stop_error
+        if isinstance(final, AcquisitionError) and final.ledger is None:
+            final.ledger = dataset.ledger  # e.g. a decode error raised in a worker
         if final is None:
             dataset.ledger.processed = self.expected_processed()
         self._after_udfs(final)

@@ -206,12 +206,9 @@ def no_leaks():
     shm = _psm_segments()
     socks = _socket_fds()
     yield
-    import time as _t
-    t0 = _t.time()
     left = _our_threads() - threads
     assert not left, f"threads left running: {sorted(t.name for t in left)}"
     leaked = _our_leaked_segments(shm)
     assert not leaked, f"shared memory segments left behind: {sorted(leaked)}"
     open_socks = _socket_fds() - socks
     assert not open_socks, f"{len(open_socks)} sockets left open: {sorted(open_socks)}"
-    print("LEAKS", _t.time() - t0)

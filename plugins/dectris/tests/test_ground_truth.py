@@ -50,11 +50,8 @@ def make_sim(no_leaks: None) -> Iterator[Callable[..., DectrisSim]]:
         return sim
 
     yield make
-    import time as _t
-    t0 = _t.time()
     for s in sims:
         s.stop()
-    print("STOP", _t.time() - t0)
 
 
 def connect(ctx: LiveContext, sim: DectrisSim) -> Any:

@@ -62,8 +62,16 @@ def _rows(spec: RingSpec, slot: int, lo: int, hi: int,
     return views.payload[slot], offsets, sizes, aux
 
 
-def _decode_error(e: Exception, first: int, lo: int, hi: int) -> DecodeError:
-    return DecodeError(f"could not decode frames {first}..{first + hi - lo - 1}: {e}")
+def _decode_error(e: Exception, first: int, lo: int, hi: int,
+                  select: np.ndarray | None) -> DecodeError:
+    """Name the frame when the decoder says which one of the batch failed
+    (``e.index``), else the range of the batch."""
+    idx = getattr(e, "index", None)
+    if idx is not None:
+        frame = first + (int(select[idx]) if select is not None else int(idx))
+        return DecodeError(f"could not decode frame {frame}: {e}")
+    last = first + (int(select[-1]) if select is not None and len(select) else hi - lo - 1)
+    return DecodeError(f"could not decode a frame in {first}..{last}: {e}")
 
 
 def decode_csr_from(decoder: Any, spec: RingSpec, slot: int, lo: int, hi: int, first: int,
@@ -76,7 +84,7 @@ def decode_csr_from(decoder: Any, spec: RingSpec, slot: int, lo: int, hi: int, f
     except DecodeError:
         raise
     except (ValueError, IndexError) as e:
-        raise _decode_error(e, first, lo, hi) from e
+        raise _decode_error(e, first, lo, hi, select) from e
 
 
 def decode_into(decoder: Any, spec: RingSpec, slot: int, lo: int, hi: int,
@@ -88,4 +96,4 @@ def decode_into(decoder: Any, spec: RingSpec, slot: int, lo: int, hi: int,
     except DecodeError:
         raise
     except (ValueError, IndexError) as e:
-        raise _decode_error(e, first, lo, hi) from e
+        raise _decode_error(e, first, lo, hi, select) from e

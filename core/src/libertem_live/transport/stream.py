@@ -80,7 +80,9 @@ class FrameStream:
         self._queue.put(_END)
 
     def fail(self, error: BaseException) -> None:
-        """The receiver hit an error; the consumer raises it at the next stack."""
+        """The receiver hit an error; the consumer raises it at the next stack.
+        Every expected frame not received by now is booked as missing."""
+        self.ledger.finish_short()
         if isinstance(error, AcquisitionError) and error.ledger is None:
             error.ledger = self.ledger
         if self._error is None:
@@ -107,6 +109,7 @@ class FrameStream:
             try:
                 item = self._queue.get(timeout=max(remaining, 0.0))
             except queue.Empty:
+                self.ledger.finish_short()
                 err = AcquisitionTimeoutError(
                     f"no frame from the {self.source} within {wait:g} s (waiting for frame "
                     f"{self._next_index}); is the detector triggered and the scan running? "

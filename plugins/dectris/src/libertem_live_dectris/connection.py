@@ -162,9 +162,18 @@ class DectrisConnection:
     def _start_images(self, start: SeriesStart, nimages: int, fmt: FrameFormat) -> FrameStream:
         sock = self._socket()
         stream = FrameStream(nimages, ring=self.ring, timeout=self.timeout,
-                             source="DECTRIS detector")
+                             source=f"DECTRIS detector at tcp://{self.data_host}:{self.data_port}")
         receiver = ImageReceiver(sock, start, nimages, encoding_for(start.config), self.where)
-        ReceiverThread(stream, receiver, name=f"libertem-live-dectris-{start.series}").start()
+
+        def receive(stream: FrameStream) -> None:
+            try:
+                receiver(stream)
+            except BaseException:
+                # the series is abandoned: every frame not received is missing
+                stream.ledger.finish_short()
+                raise
+
+        ReceiverThread(stream, receive, name=f"libertem-live-dectris-{start.series}").start()
         with self._lock:
             self._streams = [s for s in self._streams if not s.closed] + [stream]
             self._active = stream

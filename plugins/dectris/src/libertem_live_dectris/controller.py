@@ -146,6 +146,9 @@ class DectrisActiveController:
 
     def stop(self, conn: DectrisConnection, stream: FrameStream,
              error: BaseException | None) -> None:
+        if error is not None:
+            # interrupted, timed out or failed: the frames not received never will be
+            stream.ledger.finish_short()
         try:
             conn.get_api_client().sendDetectorCommand("disarm")
         except Exception:

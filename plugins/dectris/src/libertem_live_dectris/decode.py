@@ -36,7 +36,12 @@ from .kernels import (
 
 
 class DecodeError(ValueError):
-    """A payload could not be decoded (corrupt, truncated, wrong size or type)."""
+    """A payload could not be decoded (corrupt, truncated, wrong size or type).
+
+    ``index`` is the failing frame's position in the decoded batch, when known
+    (the caller knows which frame that is in the acquisition)."""
+
+    index: int | None = None
 
 
 _ENCODING_RE = re.compile(r"^(?:bs(?P<bits>8|16|32)-)?(?P<lz4>lz4)?(?P<order>[<>])$")
@@ -215,7 +220,12 @@ class DectrisDecoder:
         else:
             code = kernels.decode_batch(kind, data, offsets, sizes, out2, self._itemsize, err)
         if code != 0:
-            raise DecodeError(f"{self.encoding} {self.dtype} {self.shape}: " + _message(err))
+            e = DecodeError(
+                f"{self.encoding} {self.dtype} {self.shape}: {_message(err)}. The payload does "
+                "not decode as announced: the transfer corrupted it, or the detector sends "
+                "another compression or pixel type than its header says")
+            e.index = int(err[0])
+            raise e
 
     def decode_one(self, blob: bytes | bytearray | memoryview | np.ndarray, out: np.ndarray) -> None:
         """Decode a single payload into a (height, width) array."""

@@ -266,7 +266,8 @@ class ImageReceiver:
                 stream.ledger.add(discarded_stale=1)
                 return
             writer.flush()
-            stream.ledger.report_missing(frame, self.nimages - frame)
+            # idempotent: a failing run may book the rest as missing too
+            stream.ledger.finish_short()
             stream.fail(StreamTruncatedError(
                 f"series {series} from {self.where} ended after {frame} of {self.nimages} "
                 "images (end-of-series message): the detector was disarmed, the series "
