@@ -18,7 +18,7 @@ import os
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 import math  # noqa: E402
-import re  # noqa: E402
+
 import socket  # noqa: E402
 from typing import Any, Callable, Iterator  # noqa: E402
 
