@@ -31,12 +31,16 @@ from libertem_live.transport.stream import FrameStream
 DECODED_TOPIC = "libertem_live.decoded"
 
 
-def default_frames_per_partition(nimages: int, sig_shape: tuple[int, ...]) -> int:
+def default_frames_per_partition(nimages: int, sig_shape: tuple[int, ...],
+                                 sparse: bool = False) -> int:
     """Enough partitions for live updates and both workers, few enough that
-    per-task overhead stays small, and a float32 partition under 256 MiB."""
+    per-task overhead stays small, and (dense) a float32 partition under
+    256 MiB; sparse partitions are small whatever the frame size."""
+    by_updates = max(64, -(-nimages // 32))
+    if sparse:
+        return int(min(by_updates, 16384))
     frame_bytes = 4 * math.prod(sig_shape)
     by_memory = max(1, (256 << 20) // frame_bytes)
-    by_updates = max(64, -(-nimages // 32))
     return int(max(1, min(by_memory, by_updates, 4096)))
 
 
@@ -87,7 +91,9 @@ class LivePartition(Partition):
         depth = total if scheme.intent == "partition" else min(scheme.depth, total)
         depth = max(depth, 1)
         if self._sparse and array_backend in SPARSE_BACKENDS:
-            yield from self._sparse_tiles(depth, tile_origin, select_all, dest_dtype,
+            # the negotiated depth is sized for dense frames (2 tiles of a
+            # 512x512 frame per MiB); a CSR tile of a whole partition is small
+            yield from self._sparse_tiles(max(total, 1), tile_origin, select_all, dest_dtype,
                                           array_backend)
             return
         buf = np.empty((depth,) + sig_shape, dtype=np.dtype(dest_dtype))
@@ -209,7 +215,8 @@ class LiveAcquisition(DataSet):
         self.nimages = int(math.prod(self._nav_shape))
         sig = tuple(frame_format.sig_shape)
         self.frames_per_partition = int(
-            frames_per_partition or default_frames_per_partition(self.nimages, sig)
+            frames_per_partition
+            or default_frames_per_partition(self.nimages, sig, frame_format.sparse)
         )
         if self.frames_per_partition < 1:
             raise ValueError("frames_per_partition must be at least 1")
