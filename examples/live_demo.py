@@ -57,7 +57,7 @@ def main() -> None:
         if detector == "dectris":
             from libertem_live_dectris.sim import DectrisSim
             sim = DectrisSim(frames=int(np.prod(nav)), shape=(128, 128), dtype="uint16",
-                             compression="bslz4")
+                             compression="bslz4", pool_size=int(np.prod(nav)))
             sim.start()
             sim.wait_for_listen()
             conn = ctx.make_connection("dectris").open(
@@ -111,8 +111,8 @@ def _plot(path: str, total: np.ndarray, vbf: np.ndarray, cx: np.ndarray, cy: np.
     axes[0].set_title("sum of all frames (log)")
     axes[1].imshow(vbf, cmap="gray")
     axes[1].set_title("virtual bright field")
-    axes[2].imshow(np.hypot(cx, cy), cmap="viridis")
-    axes[2].set_title("centre-of-mass shift")
+    axes[2].imshow(cx, cmap="coolwarm")
+    axes[2].set_title("centre of mass, x shift")
     fig.suptitle(f"live acquisition, {detector} simulator")
     fig.tight_layout(rect=(0, 0, 1, 0.93))
     fig.savefig(path, dpi=80)
