@@ -4,6 +4,7 @@ print a table and write ``bench/results/latest.json``.
     python bench/run.py                 # everything available
     python bench/run.py transport       # only the transport comparison
     python bench/run.py tpx3            # only the ASI TPX3 driver, end to end
+    python bench/run.py merlin          # only the Merlin driver, end to end
 """
 from __future__ import annotations
 
@@ -104,6 +105,59 @@ def dectris(repeat: int) -> list[dict]:
     return rows
 
 
+MERLIN_CASES = [
+    # label, our simulator's format args, MIB for the upstream comparison (gen_mib.py args)
+    ("256x256 12-bit sorted U16", ["--depth", "12"], ("merlin-256x256-u16-16384.mib", [])),
+    ("256x256 12-bit raw", ["--depth", "12", "--raw"], None),
+    ("quad 512x512 12-bit raw", ["--depth", "12", "--raw", "--layout", "2x2"], None),
+    ("256x256 1-bit raw", ["--depth", "1", "--raw"],
+     ("merlin-256x256-r1-16384.mib", ["--raw", "--lam-disk", "0.5", "--lam-bg", "0.01"])),
+    ("256x256 6-bit sorted U08", ["--depth", "6"], ("merlin-256x256-u8-16384.mib", [])),
+]
+
+
+def _mib(name: str, gen_args: list[str]) -> str | None:
+    """The anchor MIB file (generated with upstream's gen_mib.py on first use)."""
+    import sim_proc
+    if not sim_proc.upstream_available():
+        return None
+    path = DATA / name
+    if not (path.exists() and Path(str(path) + ".sum.npy").exists()):
+        depth = {"u16": "12", "u8": "6", "r1": "1"}[name.split("-")[2]]
+        DATA.mkdir(parents=True, exist_ok=True)
+        subprocess.run([str(sim_proc.ANCHOR_VENV / "bin" / "python"),
+                        str(sim_proc.ANCHOR_BENCH / "gen_mib.py"), "--depth", depth,
+                        "--frames", "16384", *gen_args, "--out", str(path)], check=True,
+                       capture_output=True)
+    return str(path)
+
+
+def merlin(repeat: int) -> list[dict]:
+    """Merlin end to end, 16384 frames per acquisition: our MerlinSim
+    (unthrottled, own process) per format; where upstream is installed, upstream
+    and our driver on the same MIB stream from upstream's simulator."""
+    rows = []
+    for label, fmt, mib in MERLIN_CASES:
+        rep = str(max(1, repeat - 1)) if "quad" in label else str(repeat)
+        rows += _run("merlin.py", *fmt, "--nav", "128", "128", "--repeat", rep,
+                     "--label", label)
+        path = _mib(*mib) if mib else None
+        if path is None:
+            continue
+        rows += _run("merlin.py", "--mib", path, "--sim", "upstream", "--nav", "128", "128",
+                     "--repeat", rep, "--label", label + " (MIB)")
+        up = _upstream("bench_merlin.py", "--file", path, "--nav", "128", "128",
+                       "--repeats", rep)
+        if up is not None:
+            rows.append({"detector": "merlin", "impl": "upstream", "sim": "upstream",
+                         "label": label + " (MIB)", "frames": up["frames"],
+                         "fps_median": up["fps_median"], "fps_min": up["fps_min"],
+                         "fps_max": up["fps_max"], "MBps_decoded": up.get("MBps_raw_median"),
+                         "peak_tree_pss_MiB": up.get("client_peak_pss_mib"),
+                         "result_ok": True})
+    return rows
+
+
 def _print_driver(rows: list[dict]) -> None:
     print(f"{'detector':9} {'case':28} {'impl':9} {'sim':9} {'fps median':>10} "
           f"{'min-max':>15} {'MB/s':>6} {'PSS MiB':>8} ok")
@@ -134,6 +188,8 @@ def main() -> None:
     driver_rows: list[dict] = []
     if "dectris" in a.what:
         driver_rows += dectris(max(a.repeat, 3))
+    if "merlin" in a.what:
+        driver_rows += merlin(max(a.repeat, 3))
     if "transport" in a.what:
         rows += transport(a.frames, a.repeat)
     tpx3_rows = tpx3(a.repeat) if "tpx3" in a.what else []

@@ -1,0 +1,247 @@
+"""Data-port server of the simulator: streams armed acquisitions to one client.
+
+One client at a time (later connections wait in the listen backlog and are
+served after the current one leaves; reconnects are fine). Per acquisition:
+the ``HDR`` message, then — immediately with internal triggering, or as soft
+triggers release them — the frames as MPX messages (MQ1 header + payload),
+gathered into ``sendmsg`` calls of up to ``batch_frames`` frames built from
+pre-encoded bytes.
+
+Behaviour worth knowing:
+
+* an acquisition armed while no data client is connected waits for the next
+  client (whether real Merlin buffers is unverified; waiting keeps tests
+  independent of connect/arm ordering);
+* a client that disconnects mid-acquisition ends that acquisition
+  (outcome ``"client gone"``);
+* STOPACQUISITION/ABORT end the stream after the batch in flight;
+* faults (``faults.py``) are applied to the frames they name.
+"""
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from typing import Callable, Optional
+
+from .faults import GARBAGE, Fault, FaultKind
+from .mpx import PREFIX_LEN, build_prefix
+from .sim_acq import Acquisition, AcquisitionState
+from .sim_net import Waker, make_listener, sendmsg_all, wait_readable
+
+log = logging.getLogger(__name__)
+
+
+class _ClientGone(Exception):
+    """The data client disconnected (or we disconnected it on purpose)."""
+
+
+class DataServer:
+    def __init__(self, state: AcquisitionState, host: str, port: int,
+                 batch_frames: Optional[int] = None, batch_bytes: int = 1 << 20):
+        self.state = state
+        self.batch_frames = batch_frames  # None: as many as fit in batch_bytes
+        self.batch_bytes = batch_bytes
+        self._listener = make_listener(host, port)
+        self.port: int = self._listener.getsockname()[1]
+        self._waker = Waker()
+        state.add_waker(self._waker.wake)
+        self._stopping = False
+        self._lock = threading.Lock()
+        self._client: Optional[socket.socket] = None
+        self.connections = 0  # clients accepted so far (tests watch reconnects)
+        self._thread = threading.Thread(target=self._run, daemon=True,
+                                        name=f"merlin-sim-data:{self.port}")
+
+    # -- lifecycle -----------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: Optional[float] = 5.0) -> None:
+        """Close the listener and the client; join the thread."""
+        with self._lock:
+            self._stopping = True
+            client = self._client
+        self._waker.wake()
+        if client is not None:
+            try:
+                client.shutdown(socket.SHUT_RDWR)  # unblocks a sendmsg in progress
+            except OSError:
+                pass
+        if self._thread.ident is not None:
+            self._thread.join(timeout)
+        else:
+            self._listener.close()
+        self._waker.close()
+
+    def threads(self) -> list[threading.Thread]:
+        return [self._thread]
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    # -- main loop -------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            while not self._stopping:
+                ready = wait_readable([self._listener, self._waker])
+                self._waker.drain()
+                if self._stopping:
+                    return
+                if self._listener not in ready:
+                    continue
+                try:
+                    conn, _ = self._listener.accept()
+                except OSError:
+                    continue
+                with self._lock:
+                    if self._stopping:
+                        conn.close()
+                        return
+                    self._client = conn
+                    self.connections += 1
+                try:
+                    self._serve(conn)
+                except (_ClientGone, OSError) as e:
+                    log.debug("data client done: %r", e)
+                finally:
+                    with self._lock:
+                        self._client = None
+                    conn.close()
+        finally:
+            self._listener.close()
+
+    def _wait(self, conn: socket.socket, pred: Callable[[], bool],
+              deadline: Optional[float] = None) -> bool:
+        """Wait until ``pred()`` holds (True), ``deadline`` passes (False) or
+        the client leaves / the server stops (:class:`_ClientGone`).
+
+        Incoming bytes on the data socket are read and dropped: clients do
+        not send on this port, but reading is how we notice they left.
+        """
+        while True:
+            if self._stopping:
+                raise _ClientGone("server stopping")
+            with self.state.cond:
+                if pred():
+                    return True
+            timeout = None
+            if deadline is not None:
+                timeout = deadline - time.monotonic()
+                if timeout <= 0:
+                    return False
+            ready = wait_readable([conn, self._waker], timeout)
+            if self._waker in ready:
+                self._waker.drain()
+            if conn in ready:
+                if not conn.recv(65536):
+                    raise _ClientGone("client closed the connection")
+
+    def _serve(self, conn: socket.socket) -> None:
+        while True:
+            self._wait(conn, lambda: self.state.current is not None
+                       and not self.state.current.picked_up)
+            acq = self.state.pick_up()
+            if acq is None:
+                continue
+            try:
+                outcome = self._stream(conn, acq)
+            except _ClientGone:
+                self.state.finish(acq, "client gone")
+                raise
+            except OSError:
+                self.state.finish(acq, "client gone")
+                raise
+            self.state.finish(acq, outcome)
+
+    # -- streaming -------------------------------------------------------------
+
+    def _stream(self, conn: socket.socket, acq: Acquisition) -> str:
+        conn.sendall(acq.hdr_message)
+        pool = acq.pool
+        n = acq.n_frames
+        fault = acq.fault
+        # index (0-based) at which the fault must be handled
+        fault_at = None if fault is None else (
+            fault.frame if fault.acts_after else fault.frame - 1)
+        period = 1.0 / acq.frame_rate if acq.frame_rate else None
+        batch = self.batch_frames or max(1, min(1024, self.batch_bytes // pool.wire_size))
+        batch = min(batch, len(pool))  # pool.batch() patches each entry once per call
+        t0 = time.monotonic()
+        i = 0
+        while n == 0 or i < n:
+            released = self._released(conn, acq, i)
+            if released is None:
+                return "cancelled"
+            if fault is not None and i == fault_at:
+                outcome = self._apply_fault(conn, acq, fault, i)
+                if outcome is not None:
+                    return outcome
+                i += 1
+                acq.frames_sent = i
+                continue
+            end = i + (1 if period else batch)
+            if n:
+                end = min(end, n)
+            if released is not None and released > 0:
+                end = min(end, released)
+            if fault_at is not None and fault_at > i:
+                end = min(end, fault_at)
+            if period is not None:
+                deadline = t0 + i * period
+                if self._wait(conn, lambda: acq.cancelled, deadline):
+                    return "cancelled"
+            sendmsg_all(conn, pool.batch(i, end))
+            i = end
+            acq.frames_sent = i
+        return "complete"
+
+    def _released(self, conn: socket.socket, acq: Acquisition, i: int) -> Optional[int]:
+        """Frames that may be sent now (0 = unlimited); waits for a soft trigger
+        if frame ``i`` is not released yet. None if the acquisition was cancelled."""
+        def ready() -> bool:
+            r = acq.released()
+            return acq.cancelled or r is None or r > i
+        self._wait(conn, ready)
+        with self.state.cond:
+            if acq.cancelled:
+                return None
+            r = acq.released()
+            return 0 if r is None else r
+
+    def _apply_fault(self, conn: socket.socket, acq: Acquisition, fault: Fault,
+                     i: int) -> Optional[str]:
+        """Act out ``fault`` at frame index ``i``; a str return ends the stream."""
+        pool = acq.pool
+        kind = fault.kind
+        if kind is FaultKind.ABORT_AFTER:
+            return f"fault: {kind.value} after {i} frames"
+        if kind is FaultKind.DISCONNECT_AFTER:
+            raise _ClientGone(f"fault: {kind.value} after {i} frames")
+        if kind is FaultKind.STALL_AFTER:
+            self._wait(conn, lambda: acq.cancelled)
+            return f"fault: {kind.value} after {i} frames, then cancelled"
+        head, payload = pool.head(i), pool.payload(i)
+        if kind is FaultKind.TRUNCATE_FRAME:
+            msg = head + bytes(payload)
+            conn.sendall(msg[:len(msg) // 2])
+            raise _ClientGone(f"fault: {kind.value} at frame {i + 1}")
+        if kind is FaultKind.SHORT_FRAME:
+            half = payload[:len(payload) // 2]
+            bufs = [build_prefix(pool.data_offset + len(half)), head[PREFIX_LEN:], half]
+        elif kind is FaultKind.WRONG_SEQUENCE:
+            seq = fault.value if fault.value is not None else i + 1 + 1000
+            bufs = [pool.head(i, sequence=seq), payload]
+        elif kind is FaultKind.GARBAGE_HEADER:
+            junk = (GARBAGE * (pool.data_offset // len(GARBAGE) + 1))[:pool.data_offset]
+            bufs = [head[:PREFIX_LEN], junk, payload]
+        elif kind is FaultKind.GARBAGE_PREFIX:
+            bufs = [b"GARBAGEGARBAGE,", head[PREFIX_LEN:], payload]
+        else:  # pragma: no cover - enum is exhaustive
+            raise AssertionError(kind)
+        sendmsg_all(conn, bufs)
+        return None
