@@ -180,7 +180,7 @@ def tpx3(repeat: int) -> list[dict]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("what", nargs="*", default=["transport", "dectris"])
+    p.add_argument("what", nargs="*", default=["transport", "dectris", "merlin", "tpx3"])
     p.add_argument("--frames", type=int, default=4096)
     p.add_argument("--repeat", type=int, default=3)
     a = p.parse_args()

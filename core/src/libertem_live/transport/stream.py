@@ -22,9 +22,9 @@ from libertem_live.transport.ring import Ring, RingSpec, RingWriter, Stack
 
 @dataclass(frozen=True)
 class RingConfig:
-    """How big the ring of one acquisition is.  The defaults hold 256 MiB."""
+    """How big the ring of one acquisition is.  The defaults hold 128 MiB."""
 
-    num_slots: int = 64
+    num_slots: int = 32
     slot_bytes: int = 4 << 20
     max_frames: int = 256
 
