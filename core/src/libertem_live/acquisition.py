@@ -161,7 +161,8 @@ class LivePartition(Partition):
         fill = 0
         try:
             for spec, pieces in messages(self._worker_context.get_worker_queue()):
-                for slot, lo, hi, first in pieces:
+                for slot, lo, hi, first, gen in pieces:
+                    views = attach(spec)
                     pos = lo
                     while pos < hi:
                         sel = None
@@ -175,13 +176,20 @@ class LivePartition(Partition):
                         else:
                             step = k = min(depth - fill, hi - pos)
                         yield (spec, slot, pos, pos + step, first + pos - lo, sel, k)
+                        if views.generation[slot] != gen:
+                            raise AcquisitionError(
+                                f"ring slot {slot} was taken by the receiver again before "
+                                f"frames {first}..{first + hi - lo - 1} were decoded: the "
+                                "results would be wrong, so the run stops. This is a bug in "
+                                "the frame transport; please report it with the ledger"
+                            )
                         fill += k
                         pos += step
                         decoded += k
                         if fill == depth:
                             yield None
                             fill = 0
-                    attach(spec).release(slot, lo, hi)
+                    views.release(slot, lo, hi)
             if fill:
                 yield None
         finally:

@@ -18,7 +18,7 @@ from libertem.common.executor import JobCancelledError, SimpleWorkerQueue, TaskC
 from libertem_live.transport.ring import Stack
 from libertem_live.transport.stream import FrameStream
 
-Piece = tuple[int, int, int, int]  # slot, lo, hi, first global frame index
+Piece = tuple[int, int, int, int, int]  # slot, lo, hi, first global frame index, gen
 
 
 class FeedCommHandler(TaskCommHandler):
@@ -48,7 +48,7 @@ class FeedCommHandler(TaskCommHandler):
             first = self._cursor
             self._cursor += n
             stream.ledger.add(dispatched=n)
-            yield (st.slot, lo, lo + n, first)
+            yield (st.slot, lo, lo + n, first, st.gen)
 
     def handle_task(self, task: Any, queue: Any) -> None:
         part = task.get_partition()
@@ -61,8 +61,9 @@ class FeedCommHandler(TaskCommHandler):
         queue.put({"type": "BEGIN_TASK", "ring": self.stream.spec})
         failed = False
         try:
-            for slot, lo, hi, first in self._take(start, stop):
-                queue.put({"type": "FRAMES", "slot": slot, "lo": lo, "hi": hi, "first": first})
+            for slot, lo, hi, first, gen in self._take(start, stop):
+                queue.put({"type": "FRAMES", "slot": slot, "lo": lo, "hi": hi, "first": first,
+                           "gen": gen})
         except Exception as e:
             failed = True
             if self.stream.error is None:

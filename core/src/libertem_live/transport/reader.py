@@ -14,7 +14,7 @@ import numpy as np
 from libertem_live.errors import DecodeError
 from libertem_live.transport.ring import AUX, OFFSET, SIZE, RingSpec, attach
 
-Piece = tuple[int, int, int, int]
+Piece = tuple[int, int, int, int, int]
 
 
 def messages(worker_queue: Any) -> Iterator[tuple[RingSpec, Iterator[Piece]]]:
@@ -39,7 +39,7 @@ def messages(worker_queue: Any) -> Iterator[tuple[RingSpec, Iterator[Piece]]]:
                 return
             if kind != "FRAMES":
                 raise RuntimeError(f"live partition got unexpected message {kind!r}")
-            yield msg["slot"], msg["lo"], msg["hi"], msg["first"]
+            yield msg["slot"], msg["lo"], msg["hi"], msg["first"], msg["gen"]
 
     pieces = pushed()
     try:
@@ -47,7 +47,7 @@ def messages(worker_queue: Any) -> Iterator[tuple[RingSpec, Iterator[Piece]]]:
     finally:
         # never leave messages of this partition behind: the executor's own
         # drain must only see its END_TASK sentinel
-        for slot, lo, hi, _first in pieces:
+        for slot, lo, hi, _first, _gen in pieces:
             views = attach(spec)
             views.release(slot, lo, hi)
 

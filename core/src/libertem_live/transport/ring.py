@@ -2,7 +2,7 @@
 
 Layout of the segment (all regions 4 KiB aligned)::
 
-    counts    int64[num_slots]                  frames in each published slot
+    counts    int64[2, num_slots]               frames in each published slot; generation
     table     int64[num_slots, 3, max_frames]   per frame: offset, size, aux
     consumed  uint8[num_slots, max_frames]      set to 1 by whoever used the frame
     payload   uint8[num_slots, slot_bytes]      the frames' bytes
@@ -51,7 +51,7 @@ class RingSpec:
     @property
     def _regions(self) -> tuple[int, int, int, int, int]:
         counts = 0
-        table = _up(counts + 8 * self.num_slots, _ALIGN)
+        table = _up(counts + 16 * self.num_slots, _ALIGN)
         consumed = _up(table + 8 * 3 * self.num_slots * self.max_frames, _ALIGN)
         payload = _up(consumed + self.num_slots * self.max_frames, _ALIGN)
         total = _up(payload + self.num_slots * self.slot_bytes, _ALIGN)
@@ -69,6 +69,7 @@ class RingViews:
         c, t, k, p, _ = spec._regions
         s, m = spec.num_slots, spec.max_frames
         self.counts = np.ndarray((s,), dtype=np.int64, buffer=buf, offset=c)
+        self.generation = np.ndarray((s,), dtype=np.int64, buffer=buf, offset=c + 8 * s)
         self.table = np.ndarray((s, 3, m), dtype=np.int64, buffer=buf, offset=t)
         self.consumed = np.ndarray((s, m), dtype=np.uint8, buffer=buf, offset=k)
         self.payload = np.ndarray((s, spec.slot_bytes), dtype=np.uint8, buffer=buf, offset=p)
@@ -79,11 +80,14 @@ class RingViews:
 
 @dataclass(frozen=True)
 class Stack:
-    """Frames ``first .. first + count - 1`` stored in ``slot``."""
+    """Frames ``first .. first + count - 1`` stored in ``slot``; ``gen`` is the
+    slot's generation when it was filled (it changes whenever the receiver
+    takes the slot again, which lets a reader prove its frames were intact)."""
 
     slot: int
     first: int
     count: int
+    gen: int = 0
 
 
 class Ring:
@@ -122,6 +126,7 @@ class Ring:
                     self._in_use[slot] = True
                     self._published[slot] = 0
                     self.views.counts[slot] = 0
+                    self.views.generation[slot] += 1  # before any byte is written
                     return slot
             return None
 
@@ -292,7 +297,8 @@ class RingWriter:
             self.ring.abandon(slot)
             return
         self.ring.publish(slot, count)
-        self._publish(Stack(slot=slot, first=self._first, count=count))
+        gen = int(self.ring.views.generation[slot])
+        self._publish(Stack(slot=slot, first=self._first, count=count, gen=gen))
 
 
 _ATTACHED: dict[str, tuple[mmap.mmap, RingViews]] = {}
