@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from libertem_live.errors import AcquisitionStateError
+from libertem_live.pending import PendingStream
 from libertem_live.protocols import FrameFormat
 from libertem_live.transport.stream import FrameStream, RingConfig
 
@@ -52,7 +53,7 @@ DEFAULT_PORT = 8283
 FRAME_DTYPE = np.dtype(np.uint32)
 
 
-class Tpx3PendingAcquisition:
+class Tpx3PendingAcquisition(PendingStream):
     """A scan the ASI software started; its frames are being received already."""
 
     def __init__(self, conn: "Tpx3Connection", acq: AcquisitionStart, stream: FrameStream,
@@ -67,19 +68,9 @@ class Tpx3PendingAcquisition:
         self.taken = False
 
     def take_stream(self) -> FrameStream:
-        if self._stream is None:
-            raise AcquisitionStateError(
-                "this pending ASI TPX3 acquisition was already used or cancelled; wait for "
-                "the next one with conn.wait_for_acquisition()")
-        stream, self._stream = self._stream, None
+        stream = super().take_stream()
         self.taken = True
         return stream
-
-    def cancel(self) -> None:
-        """Drop the scan: stops the receiver; the connection skips the rest of it."""
-        if self._stream is not None:
-            self._stream.close()
-            self._stream = None
 
     def __repr__(self) -> str:
         return (f"<Tpx3PendingAcquisition nav_shape={self.nav_shape} "

@@ -14,6 +14,7 @@ import numpy as np
 import zmq
 
 from libertem_live.errors import AcquisitionStateError
+from libertem_live.pending import PendingStream
 from libertem_live.protocols import FrameFormat
 from libertem_live.transport.stream import FrameStream, RingConfig
 from libertem_live.transport.thread import ReceiverThread
@@ -26,7 +27,7 @@ from libertem_live_dectris.rest import SimplonClient
 log = logging.getLogger(__name__)
 
 
-class DectrisPending:
+class DectrisPending(PendingStream):
     """A series the detector announced (passive mode)."""
 
     def __init__(self, conn: DectrisConnection, start: SeriesStart, fmt: FrameFormat):
@@ -39,18 +40,7 @@ class DectrisPending:
         self.format = fmt
         self._stream: FrameStream | None = conn._start_images(start, self.nimages, fmt)
 
-    def take_stream(self) -> FrameStream:
-        if self._stream is None:
-            raise AcquisitionStateError(
-                "this pending acquisition was already used or cancelled; wait for the next "
-                "one with conn.wait_for_acquisition()")
-        stream, self._stream = self._stream, None
-        return stream
 
-    def cancel(self) -> None:
-        if self._stream is not None:
-            self._stream.close()
-            self._stream = None
 
     def __repr__(self) -> str:
         return f"<DectrisPending series={self.series} nimages={self.nimages}>"

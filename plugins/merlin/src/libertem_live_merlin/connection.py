@@ -17,6 +17,7 @@ from typing import Any, Optional
 
 from libertem_live.errors import (AcquisitionStateError, DetectorConnectionError,
                                   NavShapeError)
+from libertem_live.pending import PendingStream
 from libertem_live.protocols import FrameFormat
 from libertem_live.transport.stream import FrameStream, RingConfig
 from libertem_live.transport.thread import ReceiverThread
@@ -84,7 +85,7 @@ class ReconnectingControl(MerlinControl):
         return super()._request(verb, name, value)
 
 
-class MerlinPending:
+class MerlinPending(PendingStream):
     """An acquisition the Merlin announced (passive mode); frames are being
     received into its stream from the moment it was found."""
 
@@ -104,18 +105,7 @@ class MerlinPending:
         self._stream: FrameStream | None = conn._start_receiver(hdr, self.nimages, first,
                                                                 None)
 
-    def take_stream(self) -> FrameStream:
-        if self._stream is None:
-            raise AcquisitionStateError(
-                "this pending acquisition was already used or cancelled; wait for the next "
-                "one with conn.wait_for_acquisition()")
-        stream, self._stream = self._stream, None
-        return stream
 
-    def cancel(self) -> None:
-        if self._stream is not None:
-            self._stream.close()
-            self._stream = None
 
     def __repr__(self) -> str:
         return f"<MerlinPending nimages={self.nimages} nav_shape={self.nav_shape}>"

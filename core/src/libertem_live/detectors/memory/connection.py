@@ -11,11 +11,12 @@ from libertem_live.detectors.memory.controller import MemoryController
 from libertem_live.detectors.memory.decode import RawDecoder
 from libertem_live.detectors.memory.receiver import start_receiver
 from libertem_live.errors import AcquisitionStateError
+from libertem_live.pending import PendingStream
 from libertem_live.protocols import FrameFormat
 from libertem_live.transport.stream import FrameStream, RingConfig
 
 
-class MemoryPending:
+class MemoryPending(PendingStream):
     def __init__(self, conn: MemoryConnection, stream: FrameStream):
         self._conn = conn
         self._stream: FrameStream | None = stream
@@ -24,16 +25,6 @@ class MemoryPending:
             conn.nav_shape if conn.announce_nav_shape else None)
         self.format = conn.frame_format()
 
-    def take_stream(self) -> FrameStream:
-        if self._stream is None:
-            raise AcquisitionStateError("this pending acquisition was already used or cancelled")
-        stream, self._stream = self._stream, None
-        return stream
-
-    def cancel(self) -> None:
-        if self._stream is not None:
-            self._stream.close()
-            self._stream = None
 
 
 class MemoryConnection:
