@@ -15,11 +15,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -46,21 +44,12 @@ def start_sim(kind: str, sim_kw: dict, mib: str | None, nav: tuple[int, int]
                "--nav", *map(str, nav)]
     else:
         cmd = [sys.executable, "-c", OURS, json.dumps(sim_kw)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, start_new_session=True)
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if not line:
-        proc.kill()
-        raise RuntimeError(f"simulator did not start: {' '.join(cmd)}")
-    return proc, json.loads(line)
+    return sim_proc.start_cmd(cmd)
 
 
 def stop_sim(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(10)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
-        os.killpg(proc.pid, signal.SIGKILL)
+    import sim_proc
+    sim_proc.stop(proc)
 
 
 def recv_only(conn, ctl, n: int, trigger: bool) -> float:

@@ -41,6 +41,12 @@ def start(kind: str, dump: str) -> tuple[subprocess.Popen, dict]:
                "--file", dump]
     else:
         cmd = [sys.executable, "-c", OURS, dump]
+    return start_cmd(cmd)
+
+
+def start_cmd(cmd: list[str]) -> tuple[subprocess.Popen, dict]:
+    """Run a simulator command in its own process group; its first stdout line
+    is a JSON object with its ports."""
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, start_new_session=True)
     assert proc.stdout is not None
     line = proc.stdout.readline()

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any, Iterator
+
 import threading
 from dataclasses import dataclass, field
 
@@ -212,3 +214,14 @@ def no_leaks():
     assert not leaked, f"shared memory segments left behind: {sorted(leaked)}"
     open_socks = _socket_fds() - socks
     assert not open_socks, f"{len(open_socks)} sockets left open: {sorted(open_socks)}"
+
+
+@pytest.fixture(scope="module")
+def ctx() -> Iterator[Any]:
+    """One LiveContext (two worker processes) per test module."""
+    from libertem_live.api import LiveContext
+    c = LiveContext()
+    try:
+        yield c
+    finally:
+        c.close()

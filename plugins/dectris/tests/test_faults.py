@@ -40,15 +40,6 @@ SIG = (24, 40)  # small, non-square
 TIMEOUT = 3.0  # the connection's timeout: no frame for this long is an error
 
 
-@pytest.fixture(scope="module")
-def ctx() -> Iterator[LiveContext]:
-    c = LiveContext()
-    try:
-        yield c
-    finally:
-        c.close()
-
-
 @pytest.fixture
 def make_sim(no_leaks: None) -> Iterator[Callable[..., DectrisSim]]:
     sims: list[DectrisSim] = []

@@ -27,15 +27,6 @@ from libertem_live_dectris.sim import DectrisSim  # noqa: E402
 TIMEOUT = 10.0
 
 
-@pytest.fixture(scope="module")
-def ctx() -> Iterator[LiveContext]:
-    c = LiveContext()
-    try:
-        yield c
-    finally:
-        c.close()
-
-
 @pytest.fixture
 def make_sim(no_leaks: None) -> Iterator[Callable[..., DectrisSim]]:
     """Start simulators for a test; all are stopped (threads joined) after it."""

@@ -141,7 +141,6 @@ class ImageReceiver:
         nanoseconds; only on a mismatch are they parsed, to tell what is wrong.
         Small messages are received as bytes (cheaper than zero-copy frames)."""
         sock = self.sock
-        series = self.start.series
         n = self.nimages
         writer = stream.writer()
         put = writer.put

@@ -497,7 +497,6 @@ class FrameReceiver:
         n = self.nimages
         writer = stream.writer()
         reserve, commit = writer.reserve, writer.commit
-        stop = stream.stop_event
         stream.ledger.add(discarded_stale=ch.discarded)
         ch.discarded = 0
         WAITALL = socket.MSG_WAITALL
