@@ -225,3 +225,15 @@ def ctx() -> Iterator[Any]:
         yield c
     finally:
         c.close()
+
+
+@pytest.fixture(params=["compiled", "python"])
+def receive_loop(request: Any, monkeypatch: Any) -> str:
+    """Run a test with the compiled receive loop and again with the Python
+    one (the fallback where libzmq's symbols are out of reach): both must
+    apply the same checks."""
+    from libertem_live_dectris import receiver, zmqloop
+    if request.param == "compiled" and not zmqloop.AVAILABLE:
+        pytest.skip("libzmq's symbols are not reachable through pyzmq here")
+    monkeypatch.setattr(receiver, "USE_COMPILED_LOOP", request.param == "compiled")
+    return request.param

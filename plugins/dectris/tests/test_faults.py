@@ -112,7 +112,7 @@ def where(sim: DectrisSim) -> str:
 # ---------------------------------------------------------------- the stream
 
 
-def test_series_ends_early(ctx, make_sim) -> None:
+def test_series_ends_early(ctx, make_sim, receive_loop) -> None:
     sim = make_sim(faults=[("end_early", 40)])
     with connect(ctx, sim) as conn:
         err = fails(ctx, active(ctx, conn), StreamTruncatedError)
@@ -152,7 +152,7 @@ def test_corrupt_block_error_has_ledger_and_frame(ctx, make_sim) -> None:
     ("wrong_shape", "(32, 48) uint16"),
     ("wrong_dtype", "(24, 40) uint32"),
 ])
-def test_frame_of_wrong_shape_or_dtype(ctx, make_sim, kind, announced) -> None:
+def test_frame_of_wrong_shape_or_dtype(ctx, make_sim, receive_loop, kind, announced) -> None:
     sim = make_sim(faults=[(kind, 5)])
     with connect(ctx, sim) as conn:
         err = fails(ctx, active(ctx, conn), FrameOrderError)
@@ -164,7 +164,7 @@ def test_frame_of_wrong_shape_or_dtype(ctx, make_sim, kind, announced) -> None:
         next_acquisition_works(ctx, conn, sim)
 
 
-def test_images_of_another_series(ctx, make_sim) -> None:
+def test_images_of_another_series(ctx, make_sim, receive_loop) -> None:
     sim = make_sim(faults=[("wrong_series", 3)])
     with connect(ctx, sim) as conn:
         err = fails(ctx, active(ctx, conn), FrameOrderError)
@@ -176,7 +176,7 @@ def test_images_of_another_series(ctx, make_sim) -> None:
         next_acquisition_works(ctx, conn, sim)
 
 
-def test_frame_id_gap(ctx, make_sim) -> None:
+def test_frame_id_gap(ctx, make_sim, receive_loop) -> None:
     sim = make_sim(faults=[("drop", 10, 2)])
     with connect(ctx, sim) as conn:
         err = fails(ctx, active(ctx, conn), FrameOrderError)
@@ -188,7 +188,7 @@ def test_frame_id_gap(ctx, make_sim) -> None:
         next_acquisition_works(ctx, conn, sim)
 
 
-def test_duplicate_frame(ctx, make_sim) -> None:
+def test_duplicate_frame(ctx, make_sim, receive_loop) -> None:
     sim = make_sim(faults=[("duplicate", 20)])
     with connect(ctx, sim) as conn:
         err = fails(ctx, active(ctx, conn), FrameOrderError)

@@ -129,6 +129,23 @@ def test_96x96_passive(ctx, make_sim) -> None:
         assert_complete(aq, n)
 
 
+def test_slots_smaller_than_a_stack(ctx, make_sim, receive_loop) -> None:
+    """Ring slots that hold only a few frames: the receiver moves to the next
+    slot by bytes (not by frame count) hundreds of times, in both loops."""
+    from libertem_live.transport.stream import RingConfig
+    nav = (16, 32)
+    n = math.prod(nav)
+    sim = make_sim(frames=n, shape=(96, 96), dtype="uint16", compression="bslz4")
+    with ctx.make_connection("dectris").open(
+            api_host="127.0.0.1", api_port=sim.port, data_host="127.0.0.1",
+            data_port=sim.zmqport, timeout=TIMEOUT,
+            ring=RingConfig(num_slots=4, slot_bytes=8 << 10, max_frames=64)) as conn:
+        aq = ctx.make_acquisition(conn=conn, nav_shape=nav,
+                                  controller=conn.get_active_controller(trigger_mode="exte"))
+        assert np.array_equal(run_sum(ctx, aq), sim.expected_sum(n))
+        assert_complete(aq, n)
+
+
 # Non-square frames (height != width) so that a [width, height] mix-up shows.
 SMALL = (40, 56)
 

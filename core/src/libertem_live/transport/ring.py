@@ -277,6 +277,35 @@ class RingWriter:
             self.flush()
         return self.reserve(index, nbytes)
 
+    def lease(self, index: int) -> tuple[np.ndarray, np.ndarray, int, int]:
+        """For receivers that write many frames per call (a compiled receive
+        loop): open the slot that frame ``index`` goes to, publishing the
+        current one first if ``index`` does not follow it or its table is
+        full.  Returns the slot's payload row, its frame table
+        ``(3, max_frames)`` (offset, size, aux), and the frames and bytes
+        already in it.  Report what was written with :meth:`settle`; offsets
+        must stay 16-byte aligned."""
+        if self._slot is not None and (
+            self._count == self._max_frames or index != self._first + self._count
+        ):
+            self.flush()
+        if self._slot is None:
+            self._slot = self.ring.acquire(self._stop, self._on_wait, self._slot_timeout)
+            self._first = index
+            self._count = 0
+            self._fill = 0
+        return self._payload[self._slot], self._table[self._slot], self._count, self._fill
+
+    def settle(self, count: int, fill: int) -> None:
+        """The leased slot now holds ``count`` frames in its first ``fill`` bytes."""
+        assert self._slot is not None or count == 0
+        self._count = count
+        self._fill = fill
+
+    @property
+    def slot_bytes(self) -> int:
+        return self._slot_bytes
+
     def put(self, index: int, payload, aux: int = 0) -> None:
         """Copy one frame's bytes (any buffer) into the ring."""
         src = np.frombuffer(payload, dtype=np.uint8)

@@ -19,6 +19,7 @@ from libertem_live.protocols import FrameFormat
 from libertem_live.transport.stream import FrameStream, RingConfig
 from libertem_live.transport.thread import ReceiverThread
 
+from libertem_live_dectris import zmqloop
 from libertem_live_dectris.controller import DectrisActiveController
 from libertem_live_dectris.decode import DectrisDecoder
 from libertem_live_dectris.receiver import ImageReceiver, SeriesStart, encoding_for, find_series
@@ -77,6 +78,7 @@ class DectrisConnection:
     def open(self) -> DectrisConnection:
         if self._sock is not None:
             return self
+        zmqloop.warmup()
         self._ctx = zmq.Context()
         sock = self._ctx.socket(zmq.PULL)
         sock.setsockopt(zmq.RCVHWM, self.rcvhwm)

@@ -19,10 +19,11 @@ import numpy as np
 import zmq
 
 from libertem_live.errors import (
-    AcquisitionTimeoutError, FrameOrderError, StreamTruncatedError,
+    AcquisitionError, AcquisitionTimeoutError, FrameOrderError, StreamTruncatedError,
 )
 from libertem_live.transport.stream import FrameStream
 
+from libertem_live_dectris import zmqloop
 from libertem_live_dectris.messages import (
     DHEADER, DIMAGE, DPIXELMASK, DSERIES_END, MessageError, SeriesConfig, parse_config,
     parse_dheader, parse_dimage, parse_dimage_d, parse_dseries_end, peek_htype,
@@ -32,6 +33,9 @@ log = logging.getLogger(__name__)
 
 POLL_MS = 100
 FLUSH_S = 0.02
+USE_COMPILED_LOOP = True
+"""False: every image through the Python loop (the fallback where libzmq's
+symbols are out of reach; the tests run both)."""
 
 
 @dataclass
@@ -135,6 +139,99 @@ class ImageReceiver:
         self.got_end = False
 
     def __call__(self, stream: FrameStream) -> None:
+        if zmqloop.AVAILABLE and USE_COMPILED_LOOP:
+            self._receive_compiled(stream)
+        else:
+            self._receive_python(stream)
+
+    def _receive_compiled(self, stream: FrameStream) -> None:
+        """Images through :mod:`.zmqloop`'s kernel; every message it holds is
+        judged here by the same checks as in the Python loop."""
+        sock = self.sock
+        address = sock.underlying
+        n = self.nimages
+        writer = stream.writer()
+        stop = stream.stop_event
+        stream.ledger.add(discarded_stale=self.start.discarded)
+        msgs, state, scratch = zmqloop.new_buffers()
+        no_prefix = np.zeros(0, dtype=np.uint8)
+        head_prefix = desc_prefix = no_prefix
+        kernel = zmqloop.receive_images
+        monotonic = time.monotonic
+        last_flush = monotonic()
+
+        def lease() -> tuple[np.ndarray, np.ndarray]:
+            payload, table, count, fill = writer.lease(int(state[zmqloop.S_FRAME]))
+            state[zmqloop.S_COUNT] = count
+            state[zmqloop.S_FILL] = fill
+            return payload, table
+
+        try:
+            payload, table = lease()
+            while True:
+                code = kernel(address, msgs, scratch, state, payload, table, n, 1024,
+                              head_prefix, desc_prefix)
+                writer.settle(int(state[zmqloop.S_COUNT]), int(state[zmqloop.S_FILL]))
+                frame = int(state[zmqloop.S_FRAME])
+                if code == zmqloop.DONE:
+                    break
+                if code == zmqloop.AGAIN:
+                    if sock.poll(1, zmq.POLLIN) and monotonic() - last_flush < FLUSH_S:
+                        continue
+                    if writer.pending:
+                        writer.flush()
+                        last_flush = monotonic()
+                        payload, table = lease()
+                    while not sock.poll(POLL_MS, zmq.POLLIN):
+                        if stop.is_set():
+                            return
+                    continue
+                if stop.is_set():
+                    return
+                if code == zmqloop.FULL:
+                    writer.flush()
+                    last_flush = monotonic()
+                elif code == zmqloop.BATCH:
+                    if monotonic() - last_flush > FLUSH_S:
+                        writer.flush()
+                        last_flush = monotonic()
+                elif code == zmqloop.HELD:
+                    if state[zmqloop.S_HELD] < zmqloop.MAX_PARTS:
+                        head = zmqloop.msg_bytes(msgs, 0)
+                        zmqloop.close_held(msgs, state)
+                        self._not_an_image(stream, writer, head, frame)
+                        if stream.error is not None:
+                            return
+                    else:
+                        prefix = self._check_head(writer, stream, zmqloop.msg_bytes(msgs, 0),
+                                                  frame)
+                        desc = self._check_desc(writer, zmqloop.msg_bytes(msgs, 1), frame)
+                        head_prefix = np.frombuffer(prefix, dtype=np.uint8)
+                        desc_prefix = np.frombuffer(desc, dtype=np.uint8)
+                        size = zmqloop.msg_size(msgs, 2)
+                        if size > writer.slot_bytes:
+                            writer.flush()
+                            raise AcquisitionError(
+                                f"frame {frame} of series {self.start.series} has {size} "
+                                f"bytes, more than a ring slot holds ({writer.slot_bytes}); "
+                                "open the connection with a larger ring slot")
+                        if int(state[zmqloop.S_FILL]) + size > payload.shape[0]:
+                            writer.flush()
+                            last_flush = monotonic()
+                else:
+                    errno = int(state[zmqloop.S_ERRNO])
+                    if errno == 4:  # EINTR
+                        continue
+                    writer.flush()
+                    raise zmq.ZMQError(errno)
+                payload, table = lease()
+        finally:
+            zmqloop.close_held(msgs, state)
+        writer.flush()
+        stream.finish()
+        self._read_end(stop)
+
+    def _receive_python(self, stream: FrameStream) -> None:
         """The per-frame hot path.  Each image's first two parts are checked
         against the bytes the previous frame predicts (series, next frame id;
         the descriptor up to its ``size`` field), which costs a few hundred
