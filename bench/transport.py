@@ -35,18 +35,17 @@ def run(mode: str, nframes: int, repeat: int, fpp: int) -> dict:
     ring = RingConfig(num_slots=16, slot_bytes=16 * pool[0].nbytes, max_frames=16)
     ring_frames = ring.num_slots * ring.max_frames
     walls, ok = [], True
+    # one connection for all runs, as at the microscope (it keeps its ring)
+    conn = ctx.make_connection("memory").open(
+        data=pool, nav_shape=(nframes,), frames_per_stack=16, ring=ring)
     try:
         def once(n: int) -> float:
             nonlocal ok
             if mode == "ring":
-                conn = ctx.make_connection("memory").open(
-                    data=pool, nav_shape=(n,), frames_per_stack=16, ring=ring)
-                with conn:
-                    aq = ctx.make_acquisition(conn=conn, nav_shape=(n,),
-                                              frames_per_partition=fpp)
-                    t0 = time.perf_counter()
-                    res = ctx.run_udf(dataset=aq, udf=SumUDF())
-                    dt = time.perf_counter() - t0
+                aq = ctx.make_acquisition(conn=conn, nav_shape=(n,), frames_per_partition=fpp)
+                t0 = time.perf_counter()
+                res = ctx.run_udf(dataset=aq, udf=SumUDF())
+                dt = time.perf_counter() - t0
             else:
                 ds = QueueDataSet(pool, n, fpp)
                 t0 = time.perf_counter()
@@ -61,6 +60,7 @@ def run(mode: str, nframes: int, repeat: int, fpp: int) -> dict:
             for _ in range(repeat):
                 walls.append(once(nframes))
     finally:
+        conn.close()
         ctx.close()
     wall = sorted(walls)[len(walls) // 2]
     mb = nframes * pool[0].nbytes / 1e6

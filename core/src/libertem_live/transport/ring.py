@@ -12,9 +12,11 @@ single writer (the worker that decoded it, or the main process for frames no
 task wants), and only the ring's owner reads them to find a free slot.  A
 slot may therefore be split between partitions, and so between workers.
 
-One ring lives for one acquisition: a cancelled run can leave a worker
-reading a slot, and a fresh segment per acquisition means such a straggler
-can never mark frames of the next acquisition as consumed.
+A ring serves one acquisition at a time.  A connection may keep it for
+its next acquisition (:class:`~libertem_live.transport.pool.RingPool`), but
+only when every frame was consumed: a cancelled run can leave a worker
+reading a slot, and such a ring is freed instead, so a straggler can never
+mark frames of the next acquisition as consumed.
 """
 from __future__ import annotations
 
@@ -76,6 +78,15 @@ class RingViews:
 
     def release(self, slot: int, lo: int, hi: int) -> None:
         self.consumed[slot, lo:hi] = 1
+
+
+@dataclass(frozen=True)
+class RingConfig:
+    """How big the ring of one acquisition is.  The defaults hold 128 MiB."""
+
+    num_slots: int = 32
+    slot_bytes: int = 4 << 20
+    max_frames: int = 256
 
 
 @dataclass(frozen=True)
@@ -168,6 +179,16 @@ class Ring:
 
     def release(self, slot: int, lo: int, hi: int) -> None:
         self.views.release(slot, lo, hi)
+
+    def idle(self) -> bool:
+        """Every slot free: no frame of this ring is waiting for, or being
+        read by, anyone (so no late reader can touch it any more)."""
+        with self._lock:
+            return all(self._is_free(slot) for slot in range(self.spec.num_slots))
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     def close(self) -> None:
         if self._closed:

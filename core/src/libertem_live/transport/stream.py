@@ -10,23 +10,14 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from dataclasses import dataclass
 from typing import Callable
 
 from libertem_live.errors import (
     AcquisitionError, AcquisitionTimeoutError, StreamTruncatedError,
 )
 from libertem_live.ledger import Ledger
-from libertem_live.transport.ring import Ring, RingSpec, RingWriter, Stack
-
-
-@dataclass(frozen=True)
-class RingConfig:
-    """How big the ring of one acquisition is.  The defaults hold 128 MiB."""
-
-    num_slots: int = 32
-    slot_bytes: int = 4 << 20
-    max_frames: int = 256
+from libertem_live.transport.pool import RingPool
+from libertem_live.transport.ring import Ring, RingConfig, RingSpec, RingWriter, Stack
 
 
 class _End:
@@ -38,9 +29,15 @@ _END = _End()
 
 class FrameStream:
     def __init__(self, expected: int | None, ring: RingConfig | None = None,
-                 timeout: float = 30.0, source: str = "detector"):
-        cfg = ring or RingConfig()
-        self.ring = Ring(cfg.num_slots, cfg.slot_bytes, cfg.max_frames)
+                 timeout: float = 30.0, source: str = "detector",
+                 pool: RingPool | None = None):
+        self._config = ring or RingConfig()
+        self._pool = pool
+        if pool is not None:
+            self.ring = pool.take(self._config)
+        else:
+            cfg = self._config
+            self.ring = Ring(cfg.num_slots, cfg.slot_bytes, cfg.max_frames)
         self.ledger = Ledger(expected)
         self.timeout = timeout
         self.source = source
@@ -161,7 +158,8 @@ class FrameStream:
         return self._closed
 
     def close(self) -> None:
-        """Stop the receiver side and free the shared memory."""
+        """Stop the receiver side and free the shared memory (or hand the
+        ring back to the connection's pool)."""
         if self._closed:
             return
         self._closed = True
@@ -171,4 +169,7 @@ class FrameStream:
                 callback()
         finally:
             self.drain()
-            self.ring.close()
+            if self._pool is not None:
+                self._pool.give(self._config, self.ring)
+            else:
+                self.ring.close()

@@ -16,6 +16,7 @@ import zmq
 from libertem_live.errors import AcquisitionStateError
 from libertem_live.pending import PendingStream
 from libertem_live.protocols import FrameFormat
+from libertem_live.transport.pool import RingPool
 from libertem_live.transport.stream import FrameStream, RingConfig
 from libertem_live.transport.thread import ReceiverThread
 
@@ -79,6 +80,7 @@ class DectrisConnection:
         if self._sock is not None:
             return self
         zmqloop.warmup()
+        self._rings = RingPool()
         self._ctx = zmq.Context()
         sock = self._ctx.socket(zmq.PULL)
         sock.setsockopt(zmq.RCVHWM, self.rcvhwm)
@@ -92,6 +94,7 @@ class DectrisConnection:
             streams, self._streams = self._streams, []
         for s in streams:
             s.close()
+        self._rings.close()
         self._active = None
         if self._sock is not None:
             self._sock.close(linger=0)
@@ -154,7 +157,8 @@ class DectrisConnection:
     def _start_images(self, start: SeriesStart, nimages: int, fmt: FrameFormat) -> FrameStream:
         sock = self._socket()
         stream = FrameStream(nimages, ring=self.ring, timeout=self.timeout,
-                             source=f"DECTRIS detector at tcp://{self.data_host}:{self.data_port}")
+                             source=f"DECTRIS detector at tcp://{self.data_host}:{self.data_port}",
+                             pool=self._rings)
         receiver = ImageReceiver(sock, start, nimages, encoding_for(start.config), self.where)
 
         def receive(stream: FrameStream) -> None:

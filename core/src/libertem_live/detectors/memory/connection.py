@@ -13,6 +13,7 @@ from libertem_live.detectors.memory.receiver import start_receiver
 from libertem_live.errors import AcquisitionStateError
 from libertem_live.pending import PendingStream
 from libertem_live.protocols import FrameFormat
+from libertem_live.transport.pool import RingPool
 from libertem_live.transport.stream import FrameStream, RingConfig
 
 
@@ -60,6 +61,7 @@ class MemoryConnection:
         self.sparse = sparse
         self._lock = threading.Lock()
         self._streams: list[FrameStream] = []
+        self._rings = RingPool()
         self._closed = False
 
     def frame_format(self) -> FrameFormat:
@@ -79,7 +81,7 @@ class MemoryConnection:
     def start_stream(self, nimages: int) -> FrameStream:
         self._check_open()
         stream = FrameStream(nimages, ring=self.ring, timeout=self.timeout,
-                             source="memory detector")
+                             source="memory detector", pool=self._rings)
         start_receiver(stream, self._pool, nimages, self.frames_per_stack,
                        self.truncate_after, self.start_delay)
         with self._lock:
@@ -110,6 +112,8 @@ class MemoryConnection:
         return MemoryController(self, settings)
 
     def open(self) -> MemoryConnection:
+        if self._closed:
+            self._rings = RingPool()
         self._closed = False
         return self
 
@@ -118,6 +122,7 @@ class MemoryConnection:
             streams, self._streams = self._streams, []
         for s in streams:
             s.close()
+        self._rings.close()
         self._closed = True
 
     def __enter__(self) -> MemoryConnection:
