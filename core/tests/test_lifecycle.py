@@ -219,3 +219,22 @@ def test_sparse_tiles_for_sparse_udfs(ctx, data) -> None:
         assert res[0]["kinds"].data.all()
         res = ctx.run_udf(dataset=aq, udf=SeenBackend(), roi=roi)
         assert np.array_equal(res["total"].data, sparse_data[roi].sum(axis=0))
+
+
+def test_every_frame_in_its_place_with_a_tiny_ring(ctx) -> None:
+    """A 4-slot ring for 12,000 frames: every slot is taken again thousands of
+    times while the workers read; each frame carries its own index, so a frame
+    read from a slot after the receiver reused it would show in its place."""
+    from libertem.udf.sumsigudf import SumSigUDF
+    from libertem_live.transport.stream import RingConfig
+    n = 12000
+    frames = np.repeat(np.arange(n, dtype=np.uint32), 16).reshape(n, 4, 4)
+    with ctx.make_connection("memory").open(
+            data=frames, frames_per_stack=8,
+            ring=RingConfig(num_slots=4, slot_bytes=8 * 64, max_frames=8)) as conn:
+        for _ in range(2):
+            aq = ctx.make_acquisition(conn=conn, nav_shape=(n,), frames_per_partition=1000)
+            res = ctx.run_udf(dataset=aq, udf=SumSigUDF())
+            assert np.array_equal(res["intensity"].data, 16 * np.arange(n))
+            assert aq.ledger.snapshot().processed == n
+            assert aq.ledger.blocked_s > 0
