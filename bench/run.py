@@ -168,14 +168,74 @@ def _print_driver(rows: list[dict]) -> None:
               f"{r.get('peak_tree_pss_MiB') or '':>8} {r['result_ok']}")
 
 
-def tpx3(repeat: int) -> list[dict]:
-    """ASI TPX3 end to end (anchor configurations: upstream 410k and 77k positions/s)."""
+TPX3_CASES = [
+    # nav, events per frame, frames per chunk, anchor stream file (upstream's gen_tpx3.py)
+    (512, 100, 128, "tpx3-512x512-h100.tpx3"),
+    (256, 1000, 16, "tpx3-256x256-h1000.tpx3"),
+]
+
+
+def _tpx3_file(nav: int, events: int, fpc: int, name: str) -> str | None:
+    """The anchor TPX3 stream file (generated with upstream's gen_tpx3.py on first use)."""
+    import sim_proc
+    if not sim_proc.upstream_available():
+        return None
+    path = DATA / name
+    if not (path.exists() and Path(str(path) + ".sum.npy").exists()
+            and Path(str(path) + ".json").exists()):
+        DATA.mkdir(parents=True, exist_ok=True)
+        subprocess.run([str(sim_proc.ANCHOR_VENV / "bin" / "python"),
+                        str(sim_proc.ANCHOR_BENCH / "gen_tpx3.py"), "--nav", str(nav), str(nav),
+                        "--hits", str(events), "--frames-per-chunk", str(fpc),
+                        "--out", str(path)], check=True, capture_output=True)
+        os.sync()  # writeback during a timed run halves the rates (anchor caveat 3)
+    return str(path)
+
+
+def tpx3(repeat: int, dense: bool = True) -> list[dict]:
+    """ASI TPX3 end to end (anchor configurations: upstream 410k and 77k positions/s).
+
+    Per case: our driver on our simulator (SumUDF on CSR tiles, and a dense
+    numpy sum); where the anchor venv exists, also our driver on upstream's
+    simulator replaying the anchor file, and upstream's own bench_tpx3.py on
+    that same file, in the same run."""
     rows = []
-    for nav, events in (("512", "100"), ("256", "1000")):
-        for udf in ("sparse", "dense"):
-            rows += _run("tpx3.py", "--nav", nav, nav, "--events", events, "--udf", udf,
-                         "--repeat", str(repeat))
+    for nav, events, fpc, name in TPX3_CASES:
+        label = f"{nav}x{nav} {events} ev"
+        for udf in ("sparse", "dense") if dense else ("sparse",):
+            for r in _run("tpx3.py", "--nav", str(nav), str(nav), "--events", str(events),
+                          "--udf", udf, "--repeat", str(repeat)):
+                rows.append({**r, "label": label})
+        path = _tpx3_file(nav, events, fpc, name)
+        if path is None:
+            continue
+        for r in _run("tpx3.py", "--file", path, "--sim", "upstream", "--udf", "sparse",
+                      "--repeat", str(repeat)):
+            rows.append({**r, "label": label})
+        up = _upstream("bench_tpx3.py", "--file", path, "--repeats", str(repeat))
+        if up is not None:
+            n = up["frames"]
+            rows.append({
+                "bench": "tpx3", "impl": "upstream", "sim": "upstream", "label": label,
+                "nav": [nav, nav], "events_per_frame": round(up["mean_events_per_frame"], 1),
+                "udf": "SumUDF (upstream)", "positions_per_s": round(up["fps_median"]),
+                "positions_per_s_range": [round(up["fps_min"]), round(up["fps_max"])],
+                "Mevents_per_s": round(up["fps_median"] * up["mean_events_per_frame"] / 1e6, 1),
+                "peak_tree_pss_MiB": up.get("client_peak_pss_mib"), "frames": n,
+                "result_ok": True,  # bench_tpx3.py raises on a wrong sum
+            })
     return rows
+
+
+def _print_tpx3(rows: list[dict]) -> None:
+    print(f"{'tpx3 case':16} {'impl':9} {'sim':9} {'udf':24} {'pos/s':>9} {'min-max':>17} "
+          f"{'Mev/s':>6} {'PSS MiB':>8} ok")
+    for r in rows:
+        lo, hi = r["positions_per_s_range"]
+        print(f"{r['label']:16} {r.get('impl', 'ours'):9} {r.get('sim', 'ours'):9} "
+              f"{r['udf']:24} {r['positions_per_s']:>9} {f'{lo}-{hi}':>17} "
+              f"{r['Mevents_per_s']:>6} {r.get('peak_tree_pss_MiB') or '':>8} "
+              f"{r['result_ok']}")
 
 
 def main() -> None:
@@ -183,6 +243,8 @@ def main() -> None:
     p.add_argument("what", nargs="*", default=["transport", "dectris", "merlin", "tpx3"])
     p.add_argument("--frames", type=int, default=4096)
     p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--no-dense", action="store_true",
+                   help="tpx3: skip the dense-tile rows (about 6k positions/s: minutes)")
     a = p.parse_args()
     rows: list[dict] = []
     driver_rows: list[dict] = []
@@ -192,11 +254,9 @@ def main() -> None:
         driver_rows += merlin(max(a.repeat, 3))
     if "transport" in a.what:
         rows += transport(a.frames, a.repeat)
-    tpx3_rows = tpx3(a.repeat) if "tpx3" in a.what else []
-    for r in tpx3_rows:
-        print(f"tpx3 nav {r['nav']} {r['events_per_frame']:g} ev {r['udf']:24} "
-              f"{r['positions_per_s']:>9} pos/s {r['Mevents_per_s']:>6} Mev/s "
-              f"PSS {r['peak_tree_pss_MiB']}Mi ok={r['result_ok']}")
+    tpx3_rows = tpx3(a.repeat, dense=not a.no_dense) if "tpx3" in a.what else []
+    if tpx3_rows:
+        _print_tpx3(tpx3_rows)
     if driver_rows:
         _print_driver(driver_rows)
     print(f"{'mode':6} {'frames':>7} {'frames/s':>9} {'MB/s':>6} {'range MB/s':>12} "

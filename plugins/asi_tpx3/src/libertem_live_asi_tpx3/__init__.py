@@ -71,7 +71,7 @@ def libertem_live_detectors() -> list[DetectorInfo]:
         parameters={
             "data_host": "host of the ASI software's data stream (default 127.0.0.1)",
             "data_port": "its TCP port (default 8283)",
-            "buffer_size": "shared-memory ring per acquisition, MiB (default 256)",
+            "buffer_size": "shared-memory ring per acquisition, MiB (default 64)",
             "bytes_per_chunk": "bytes per ring slot (default 4 MiB); larger chunks are split",
             "timeout": "seconds without data inside a scan before the acquisition fails",
             "ring": "a RingConfig, overrides buffer_size / bytes_per_chunk",

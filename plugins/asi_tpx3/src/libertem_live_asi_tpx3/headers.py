@@ -79,6 +79,11 @@ _NP_OF_CODE = {
     DType.U64: np.dtype("<u8"),
 }
 _CODE_OF_NP = {v: k for k, v in _NP_OF_CODE.items()}
+# plain-int lookups for the per-chunk path (an Enum call costs ~1 us, and the
+# receiver parses thousands of headers per scan)
+_NP_OF_INT = {int(k): v for k, v in _NP_OF_CODE.items()}
+_DTYPE_OF_INT = {int(k): k for k in _NP_OF_CODE}
+_ITEMSIZE_OF_INT = {int(k): v.itemsize for k, v in _NP_OF_CODE.items()}
 
 #: dtype codes that carry data (U1/U4 are rejected)
 DATA_DTYPES: Tuple[DType, ...] = (DType.U8, DType.U16, DType.U32, DType.U64)
@@ -93,6 +98,9 @@ def numpy_dtype(
     Raises :class:`Tpx3ProtocolError` naming ``field`` for unknown codes and
     for the bit-packed U1/U4 codes, which carry no byte-addressable data.
     """
+    fast = _NP_OF_INT.get(code)  # type: ignore[call-overload]
+    if fast is not None:
+        return fast
     try:
         dt = DType(code)
     except ValueError:
@@ -124,7 +132,8 @@ def dtype_code(dtype: Union[np.dtype, type, str, int]) -> DType:
 
 def itemsize(code: int) -> int:
     """Bytes per element for a data-carrying dtype code."""
-    return numpy_dtype(code).itemsize
+    size = _ITEMSIZE_OF_INT.get(code)  # type: ignore[call-overload]
+    return size if size is not None else numpy_dtype(code).itemsize
 
 
 def _check_len(buf: bytes, name: str) -> None:
@@ -245,8 +254,10 @@ class ArrayChunk:
         _check_len(buf, "ArrayChunk")
         _check_tag(buf, cls.TAG, "ArrayChunk")
         _, vd, nframes, nnz, ixo, vo = cls._S.unpack(buf)
-        numpy_dtype(vd, field="value_dtype", offset=offset, chunk=chunk)
-        return cls(value_dtype=DType(vd), nframes=nframes, length=nnz,
+        vdt = _DTYPE_OF_INT.get(vd)
+        if vdt is None:
+            numpy_dtype(vd, field="value_dtype", offset=offset, chunk=chunk)  # raises
+        return cls(value_dtype=vdt, nframes=nframes, length=nnz,
                    indices_offset=ixo, values_offset=vo)
 
     @property
@@ -340,6 +351,7 @@ _BY_TAG = {
     Tag.SCAN_END: ScanEnd,
     Tag.ACQUISITION_END: AcquisitionEnd,
 }
+_BY_INT_TAG = {int(k): v for k, v in _BY_TAG.items()}
 
 
 def parse_header(
@@ -355,9 +367,8 @@ def parse_header(
     buf = bytes(buf)
     _check_len(buf, "TPX3")
     tag = buf[0]
-    try:
-        cls = _BY_TAG[Tag(tag)]
-    except ValueError:
+    cls = _BY_INT_TAG.get(tag)
+    if cls is None:
         raise Tpx3ProtocolError(
             f"unknown header tag {tag:#04x} (expected 0x00-0x04); "
             f"first header bytes: {buf[:8].hex(' ')}",

@@ -78,6 +78,9 @@ class ScanReceiver:
         self.reconnect = False
         self.completed = False
         self.positions = 0
+        #: CPU seconds the receiver thread used (set when it ends; diagnostics)
+        self.cpu_s = 0.0
+        self._cpu0 = 0.0
         self._scratch = np.empty(0, np.uint8)
         spec = stream.spec
         self._max_frames = spec.max_frames
@@ -93,6 +96,7 @@ class ScanReceiver:
         return self._thread.alive
 
     def _run(self, stream: FrameStream) -> None:
+        self._cpu0 = time.thread_time()
         try:
             self._receive(stream)
         except Tpx3Stopped:
@@ -105,6 +109,7 @@ class ScanReceiver:
                 raise
             raise translated from e
         finally:
+            self.cpu_s = time.thread_time() - self._cpu0
             self.done.set()
 
     def _translate(self, e: BaseException) -> BaseException:
@@ -167,6 +172,7 @@ class ScanReceiver:
                 writer.flush()
                 if self.positions == nimages and isinstance(hdr, ScanEnd):
                     self.completed = True
+                    self.cpu_s = time.thread_time() - self._cpu0
                     self.done.set()
                     stream.finish()
                     return
