@@ -77,3 +77,21 @@ def test_other_configuration_gets_its_own_ring() -> None:
     assert b.spec.num_slots == 2 and b.spec.name != a.spec.name
     b.close()
     pool.close()
+
+
+def test_prepared_ring_is_the_one_the_first_acquisition_gets() -> None:
+    import threading
+    pool = RingPool()
+    pool.prepare(CFG)
+    stream = FrameStream(20, ring=CFG, pool=pool)
+    name = stream.spec.name
+    _run(stream, 20, consume=True)
+    stream.close()
+    pool.prepare(CFG)  # one is idle already: nothing new
+    again = FrameStream(20, ring=CFG, pool=pool)
+    assert again.spec.name == name
+    again.close()
+    pool.close()
+    assert not [t for t in threading.enumerate() if t.name == "libertem-live-ring-prefault"]
+    if os.path.isdir("/dev/shm"):
+        assert not _exists(name)

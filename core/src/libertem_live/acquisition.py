@@ -28,8 +28,6 @@ from libertem_live.transport.reader import decode_csr_from, decode_into, message
 from libertem_live.transport.ring import attach
 from libertem_live.transport.stream import FrameStream
 
-DECODED_TOPIC = "libertem_live.decoded"
-
 
 def default_frames_per_partition(nimages: int, sig_shape: tuple[int, ...],
                                  sparse: bool = False) -> int:
@@ -155,48 +153,49 @@ class LivePartition(Partition):
         """The partition's frames as runs to decode, ``(ring, slot, lo, hi,
         first frame index, selected rows or None, frame count)``, with a None
         whenever ``depth`` frames make a full tile (and after the last run).
-        Slots are released once all their runs were handled; the decoded
-        count goes to the main process and is checked at the end."""
+        Each run's slot generation is checked once the consumer asks for the
+        next run (it has decoded this one by then); a piece's frames are given
+        back after its last run, in one write, marked decoded (which is where
+        the ledger counts them) or skipped (outside the ROI): once given back,
+        the receiver may reuse the slot, so nothing here touches it again.
+        The decoded count is checked at the end."""
         decoded = 0
         fill = 0
-        try:
-            for spec, pieces in messages(self._worker_context.get_worker_queue()):
-                for slot, lo, hi, first, gen in pieces:
-                    views = attach(spec)
-                    pos = lo
-                    while pos < hi:
-                        sel = None
-                        if select_all is not None:
-                            rel = first - self._start + (pos - lo)
-                            sel = np.flatnonzero(select_all[rel:rel + (hi - pos)])[:depth - fill]
-                            if len(sel) == 0:
-                                break
-                            step = int(sel[-1]) + 1
-                            k = len(sel)
-                        else:
-                            step = k = min(depth - fill, hi - pos)
-                        yield (spec, slot, pos, pos + step, first + pos - lo, sel, k)
-                        if views.generation[slot] != gen:
-                            raise AcquisitionError(
-                                f"ring slot {slot} was taken by the receiver again before "
-                                f"frames {first}..{first + hi - lo - 1} were decoded: the "
-                                "results would be wrong, so the run stops. This is a bug in "
-                                "the frame transport; please report it with the ledger"
-                            )
-                        fill += k
-                        pos += step
-                        decoded += k
-                        if fill == depth:
-                            yield None
-                            fill = 0
-                    views.release(slot, lo, hi)
-            if fill:
-                yield None
-        finally:
-            try:
-                self._worker_context.signal(self.get_ident(), DECODED_TOPIC, {"n": decoded})
-            except NotImplementedError:
-                pass
+        for spec, pieces in messages(self._worker_context.get_worker_queue()):
+            for slot, lo, hi, first, gen in pieces:
+                views = attach(spec)
+                picked: list[np.ndarray] = []
+                pos = lo
+                while pos < hi:
+                    sel = None
+                    if select_all is not None:
+                        rel = first - self._start + (pos - lo)
+                        sel = np.flatnonzero(select_all[rel:rel + (hi - pos)])[:depth - fill]
+                        if len(sel) == 0:
+                            break
+                        step = int(sel[-1]) + 1
+                        k = len(sel)
+                    else:
+                        step = k = min(depth - fill, hi - pos)
+                    yield (spec, slot, pos, pos + step, first + pos - lo, sel, k)
+                    if views.generation[slot] != gen:
+                        raise AcquisitionError(
+                            f"ring slot {slot} was taken by the receiver again before "
+                            f"frames {first}..{first + hi - lo - 1} were decoded: the "
+                            "results would be wrong, so the run stops. This is a bug in "
+                            "the frame transport; please report it with the ledger"
+                        )
+                    if sel is not None:
+                        picked.append(pos + sel)
+                    fill += k
+                    pos += step
+                    decoded += k
+                    if fill == depth:
+                        yield None
+                        fill = 0
+                views.finish(slot, lo, hi, None if select_all is None else picked)
+        if fill:
+            yield None
         expected = self._stop - self._start if select_all is None else int(select_all.sum())
         if decoded != expected:
             raise AcquisitionError(
@@ -310,8 +309,6 @@ class LiveAcquisition(DataSet):
                 "(ctx.run_udf / ctx.run_udf_iter), not a plain libertem Context"
             )
         comm = FeedCommHandler(self._stream)
-        ledger = self._stream.ledger
-        comm.subscribe(DECODED_TOPIC, lambda topic, msg: ledger.add(decoded=int(msg["n"])))
         self._comm = comm
         return comm
 

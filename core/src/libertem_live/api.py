@@ -15,6 +15,7 @@ from libertem_live import navshape
 from libertem_live.acquisition import LiveAcquisition
 from libertem_live.dispatch import HookDispatcher
 from libertem_live.errors import AcquisitionError, NavShapeError
+from libertem_live.heap import keep_freed_memory
 from libertem_live.hooks import DetermineNavShapeEnv, Hooks
 from libertem_live.protocols import AcquisitionController, DetectorConnection, PendingAcquisition
 from libertem_live.registry import Registry, default_registry
@@ -45,6 +46,9 @@ class LiveContext(Context):
     process per CPU core (and CUDA device), the only local executor that
     streams data to workers; pass ``executor=`` as with
     :class:`libertem.api.Context` to choose another (``'inline'`` for debugging).
+
+    It makes this process and its workers keep freed heap memory for reuse
+    (see :mod:`libertem_live.heap`; ``LIBERTEM_LIVE_KEEP_HEAP=0`` opts out).
     """
 
     def __init__(self, executor: Any = None, plot_class: Any = None, *,
@@ -52,6 +56,8 @@ class LiveContext(Context):
         self._registry = registry
         self._warmed: set[Any] = set()
         super().__init__(executor=executor, plot_class=plot_class)
+        keep_freed_memory()
+        self.executor.run_each_worker(keep_freed_memory)
 
     @property
     def registry(self) -> Registry:

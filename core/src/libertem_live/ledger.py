@@ -3,15 +3,16 @@
 Nothing may be lost silently: the ledger counts frames at every step of
 their way (expected, received by the receiver, dispatched to workers,
 decoded, processed by the UDFs) and remembers where the first frame went
-missing.  It is updated from the receiver thread, the main thread and (via
-worker signals) the workers, so every update takes a lock.
+missing.  It is updated from the receiver thread and the main thread, so
+every update takes a lock; the decoded count is read from the ring, where
+the workers mark each frame they decoded.
 """
 from __future__ import annotations
 
 import threading
 import time
 from dataclasses import dataclass, field, asdict
-from typing import Any
+from typing import Any, Callable
 
 
 @dataclass
@@ -45,6 +46,8 @@ class Ledger:
         self.blocked_s = 0.0
         self.notes: list[str] = []
         self.started_at = time.time()
+        self.count_decoded: Callable[[], int] | None = None
+        """Where the decoded count lives while a run goes on (the ring)."""
 
     def add(self, **counts: int | float) -> None:
         with self._lock:
@@ -61,11 +64,22 @@ class Ledger:
         with self._lock:
             self.notes.append(text)
 
+    def freeze_decoded(self) -> None:
+        """Take the final decoded count from its source (the run ended)."""
+        count, self.count_decoded = self.count_decoded, None
+        if count is not None:
+            decoded = count()
+            with self._lock:
+                self.decoded = decoded
+
     def snapshot(self) -> LedgerSnapshot:
+        count = self.count_decoded
+        decoded = count() if count is not None else None
         with self._lock:
             return LedgerSnapshot(
                 expected=self.expected, received=self.received,
-                dispatched=self.dispatched, decoded=self.decoded,
+                dispatched=self.dispatched,
+                decoded=self.decoded if decoded is None else decoded,
                 processed=self.processed, missing=self.missing,
                 first_missing=self.first_missing,
                 discarded_stale=self.discarded_stale,

@@ -4,7 +4,7 @@ Layout of the segment (all regions 4 KiB aligned)::
 
     counts    int64[2, num_slots]               frames in each published slot; generation
     table     int64[num_slots, 3, max_frames]   per frame: offset, size, aux
-    consumed  uint8[num_slots, max_frames]      set to 1 by whoever used the frame
+    consumed  uint8[num_slots, max_frames]      set by whoever used the frame (1 skipped, 2 decoded)
     payload   uint8[num_slots, slot_bytes]      the frames' bytes
 
 Release works without locks: each frame has its own ``consumed`` byte with a
@@ -35,6 +35,10 @@ from libertem_live.errors import AcquisitionError
 _ALIGN = 4096
 _FRAME_ALIGN = 16
 OFFSET, SIZE, AUX = 0, 1, 2
+SKIPPED, DECODED = 1, 2
+"""Values of a frame's ``consumed`` byte once it is free: the ring's owner
+counts the decoded ones when it takes a slot back, so the ledger's decoded
+count needs no message from the workers."""
 
 
 def _up(n: int, align: int) -> int:
@@ -77,7 +81,22 @@ class RingViews:
         self.payload = np.ndarray((s, spec.slot_bytes), dtype=np.uint8, buffer=buf, offset=p)
 
     def release(self, slot: int, lo: int, hi: int) -> None:
-        self.consumed[slot, lo:hi] = 1
+        """Frames ``lo..hi`` of ``slot`` are done with (those not marked
+        decoded count as skipped)."""
+        done = self.consumed[slot, lo:hi]
+        done[done == 0] = SKIPPED
+
+    def finish(self, slot: int, lo: int, hi: int, decoded: list[np.ndarray] | None) -> None:
+        """A worker is done with frames ``lo..hi`` of ``slot``: all decoded
+        (``decoded`` None) or those rows decoded and the rest skipped.  One
+        write: the moment it lands, the receiver may take the slot again."""
+        if decoded is None:
+            self.consumed[slot, lo:hi] = DECODED
+            return
+        marks = np.full(hi - lo, SKIPPED, dtype=np.uint8)
+        for rows in decoded:
+            marks[rows - lo] = DECODED
+        self.consumed[slot, lo:hi] = marks
 
 
 @dataclass(frozen=True)
@@ -115,6 +134,7 @@ class Ring:
         self._published = np.zeros(num_slots, dtype=np.int64)
         self._in_use = np.zeros(num_slots, dtype=bool)
         self._next = 0
+        self._decoded = 0
         self._lock = threading.Lock()
         self._closed = False
 
@@ -124,8 +144,19 @@ class Ring:
         n = int(self._published[slot])
         if n and self.views.consumed[slot, :n].all():
             self._in_use[slot] = False
+            self._decoded += int(np.count_nonzero(self.views.consumed[slot, :n] == DECODED))
             return True
         return False
+
+    def decoded_frames(self) -> int:
+        """Frames marked decoded in this ring's life (exact once every frame
+        of a run was used; approximate while workers still decode)."""
+        with self._lock:
+            total = self._decoded
+            for slot in np.flatnonzero(self._in_use):
+                n = int(self._published[slot])
+                total += int(np.count_nonzero(self.views.consumed[slot, :n] == DECODED))
+            return total
 
     def try_acquire(self) -> int | None:
         with self._lock:

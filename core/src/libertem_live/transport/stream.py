@@ -39,6 +39,9 @@ class FrameStream:
             cfg = self._config
             self.ring = Ring(cfg.num_slots, cfg.slot_bytes, cfg.max_frames)
         self.ledger = Ledger(expected)
+        base = self.ring.decoded_frames()
+        ring_ = self.ring
+        self.ledger.count_decoded = lambda: ring_.decoded_frames() - base
         self.timeout = timeout
         self.source = source
         self.stop_event = threading.Event()
@@ -169,6 +172,7 @@ class FrameStream:
                 callback()
         finally:
             self.drain()
+            self.ledger.freeze_decoded()
             if self._pool is not None:
                 self._pool.give(self._config, self.ring)
             else:

@@ -81,6 +81,7 @@ class DectrisConnection:
             return self
         zmqloop.warmup()
         self._rings = RingPool()
+        self._rings.prepare(self.ring)
         self._ctx = zmq.Context()
         sock = self._ctx.socket(zmq.PULL)
         sock.setsockopt(zmq.RCVHWM, self.rcvhwm)

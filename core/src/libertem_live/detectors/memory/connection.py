@@ -62,6 +62,7 @@ class MemoryConnection:
         self._lock = threading.Lock()
         self._streams: list[FrameStream] = []
         self._rings = RingPool()
+        self._rings.prepare(self.ring)
         self._closed = False
 
     def frame_format(self) -> FrameFormat:
@@ -114,6 +115,7 @@ class MemoryConnection:
     def open(self) -> MemoryConnection:
         if self._closed:
             self._rings = RingPool()
+            self._rings.prepare(self.ring)
         self._closed = False
         return self
 
