@@ -8,7 +8,9 @@ Simulators: ``ours`` (MerlinSim, synthetic frames of the given format, or a
 MIB file with ``--mib``) or ``upstream`` (upstream's CameraSim from the
 anchor venv serving ``--mib``, triggered mode).  ``--recv-only`` measures the
 receiver alone (socket -> ring, slots released at once, no decoding) and
-reports microseconds per frame.
+reports microseconds per frame.  CPU per frame (this process and its workers;
+the simulator) is reported too: on a shared 2-core box it is the steadier
+figure.
 """
 from __future__ import annotations
 
@@ -50,6 +52,31 @@ def start_sim(kind: str, sim_kw: dict, mib: str | None, nav: tuple[int, int]
 def stop_sim(proc: subprocess.Popen) -> None:
     import sim_proc
     sim_proc.stop(proc)
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU of these processes (all their threads, dead ones too)."""
+    tck = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tck
+    return total
+
+
+def client_pids(exclude: int) -> list[int]:
+    """This process and its children (the LiberTEM workers), not the simulator."""
+    me = os.getpid()
+    kids: list[int] = []
+    for tid in os.listdir(f"/proc/{me}/task"):
+        try:
+            kids += [int(c) for c in open(f"/proc/{me}/task/{tid}/children").read().split()]
+        except OSError:
+            pass
+    return [me] + [k for k in kids if k != exclude]
 
 
 def recv_only(conn, ctl, n: int, trigger: bool) -> float:
@@ -104,6 +131,8 @@ def main() -> None:
     proc, ports = start_sim(a.sim, sim_kw, a.mib, nav)
     trigger = a.sim == "upstream"  # upstream's CameraSim waits for a soft trigger
     walls: list[float] = []
+    cpu_client: list[float] = []  # CPU seconds per acquisition: wall times swing with
+    cpu_sim: list[float] = []     # other load on a shared box, CPU per frame much less
     ok = True
     fmt: dict = {}
     try:
@@ -138,7 +167,10 @@ def main() -> None:
                 once()
                 with MemWatch(exclude={proc.pid}) as mem:
                     for _ in range(a.repeat):
+                        c0, s0 = cpu_seconds(client_pids(proc.pid)), cpu_seconds([proc.pid])
                         walls.append(once())
+                        cpu_client.append(cpu_seconds(client_pids(proc.pid)) - c0)
+                        cpu_sim.append(cpu_seconds([proc.pid]) - s0)
         finally:
             ctx.close()
     finally:
@@ -152,6 +184,8 @@ def main() -> None:
         "MBps_decoded": (round(n * fmt["sig"][0] * fmt["sig"][1]
                                * np.dtype(fmt["dtype"]).itemsize / wall / 1e6)
                          if fmt else None),
+        "cpu_client_us_per_frame": round(sorted(cpu_client)[len(cpu_client) // 2] / n * 1e6, 1),
+        "cpu_sim_us_per_frame": round(sorted(cpu_sim)[len(cpu_sim) // 2] / n * 1e6, 1),
         "peak_main_rss_MiB": round(mem.peak_main_rss / 2**20),
         "peak_tree_pss_MiB": round(mem.peak_tree_pss / 2**20),
         "result_ok": ok if expected is not None else None,

@@ -34,6 +34,7 @@ from libertem_live.errors import (
 from libertem_live.protocols import FrameFormat
 from libertem_live.transport.stream import FrameStream
 
+from .batch import ExpectedHeader, SlotScatter, table_rows
 from .decode import MerlinDecoder
 from .errors import (MerlinConnectionClosed, MerlinError, MerlinProtocolError,
                      MerlinStopped, MerlinTimeout, MerlinTruncatedError)
@@ -46,11 +47,16 @@ log = logging.getLogger(__name__)
 POLL_S = 0.05  # SO_RCVTIMEO: how late a stop request / idle timeout is noticed
 FLUSH_S = 0.02  # publish a partly filled ring slot at least this often
 MAX_HEADER_MESSAGE = 1 << 20  # an HDR larger than this is garbage, not a header
+_FRAME_ALIGN = 16  # ring payload offsets (the core's RingWriter keeps them 16-byte aligned)
 
 #: counter depth -> the dtype that holds its values (protocols.md 2.3)
 DEPTH_DTYPES = {1: np.uint8, 6: np.uint8, 12: np.uint16, 24: np.uint32}
 _FORMAT_DTYPES = {"U01": np.uint8, "U08": np.uint8, "U16": np.uint16, "U32": np.uint32,
                   "U64": np.uint64}
+
+
+def _up16(n: int) -> int:
+    return (n + _FRAME_ALIGN - 1) // _FRAME_ALIGN * _FRAME_ALIGN
 
 
 def dtype_for(pixel_format: str, counter_depth: Optional[int]) -> np.dtype:
@@ -470,13 +476,16 @@ class FrameReceiver:
 
     def _fill(self, view: Any, got: int, frame: int, stream: FrameStream, writer: Any,
               what: str, at_boundary: bool, after: int = 0) -> None:
-        """Complete a read that the fast path left partial (or timed out on)."""
+        """Complete a read that the fast path left partial (or timed out on).
+
+        Before waiting for a frame's header (``at_boundary``) the frames
+        received so far are published, so that a slow stream still shows live
+        results; a payload read never publishes: its frame's place in the
+        current slot is reserved and is booked right after."""
         ch = self.channel
         mv = memoryview(view).cast("B")
-        if writer.pending:
+        if at_boundary and writer.pending:
             writer.flush()
-        if ch.pushback:
-            raise AssertionError("pushback in the receiver hot path")
         try:
             # boundary reads wait as long as the idle timeout, not a deadline
             deadline = time.monotonic() + ch.timeout if (at_boundary and got == 0) else None
@@ -492,69 +501,150 @@ class FrameReceiver:
 
     def _run(self, stream: FrameStream) -> None:
         ch = self.channel
-        sock = ch.sock
-        assert sock is not None
+        assert ch.sock is not None
         n = self.nimages
         writer = stream.writer()
-        reserve, commit = writer.reserve, writer.commit
         stream.ledger.add(discarded_stale=ch.discarded)
         ch.discarded = 0
-        WAITALL = socket.MSG_WAITALL
-        recv_into = sock.recv_into
-        monotonic = time.monotonic
 
         # first frame: defines what every later one must look like
         if self.peeked is not None:
             head = bytearray(self.peeked[0])
         else:
             head = self._read_first_head(stream, writer)
-        hl = len(head)
         fh = self._check_first(head, stream)
         payload = int(parse_prefix(head[:PREFIX_LEN])) - fh.data_offset
-        mpx = bytes(head[:PREFIX_LEN])
-        tail = self._tail(head)
-        frame = 0
-        seqb = b"MQ1,%06d," % 1
+        self._mpx = bytes(head[:PREFIX_LEN])
+        self._payload = payload
+        self._head_len = len(head)
+        self._expected = ExpectedHeader(head, self._tail(head))
+        dest = writer.reserve(0, payload)
+        self._fill(dest, 0, 0, stream, writer, "the payload of frame 1", False)
+        writer.commit(payload)
+        scatter = SlotScatter(len(head), payload, _up16(payload), stream.spec.max_frames)
+        try:
+            self._receive(stream, writer, scatter, 1)
+        finally:
+            scatter.release()
+        writer.flush()
+        stream.finish()
+
+    def _receive(self, stream: FrameStream, writer: Any, scatter: SlotScatter,
+                 frame: int) -> None:
+        """Frames ``frame ..`` of the acquisition, as many per ``recvmsg_into``
+        as the current ring slot holds.  A read that comes back short (stalled
+        stream, stop request, connection lost) and bytes pushed back after an
+        unexpected header continue frame by frame on the slow path."""
+        ch = self.channel
+        sock = ch.sock
+        assert sock is not None
+        n = self.nimages
+        payload = self._payload
+        frame_bytes = scatter.head_len + payload
+        slot_bytes = writer.slot_bytes
+        max_frames = stream.spec.max_frames
+        check = self._expected.first_bad
+        heads = scatter.heads
+        recvmsg_into = sock.recvmsg_into
+        WAITALL = socket.MSG_WAITALL
+        monotonic = time.monotonic
         last_flush = monotonic()
-        while True:
-            # -- payload of frame `frame` straight into the ring --
-            dest = reserve(frame, payload)
+        while frame < n:
+            if ch.pushback:
+                self._frame_slowly(frame, stream, writer)
+                frame += 1
+                continue
+            row, table, count, fill = writer.lease(frame)
+            k = min(n - frame, scatter.frames_that_fit(count, fill, slot_bytes, max_frames))
+            if k == 0:
+                writer.flush()
+                continue
+            want = k * frame_bytes
             try:
-                got = recv_into(dest, payload, WAITALL)
+                got = recvmsg_into(scatter.buffers(row, count, k), 0, WAITALL)[0]
             except (BlockingIOError, socket.timeout):
                 got = 0
             except OSError as e:
                 ch.mark_broken(f"socket error: {e}")
                 stream.ledger.report_missing(frame, n - frame)
                 raise self._fail_eof(frame, MerlinConnectionClosed(str(e))) from None
-            if got != payload:
-                self._fill(dest, got, frame, stream, writer,
-                           f"the payload of frame {frame + 1}", False)
-            commit(payload)
+            whole = got // frame_bytes
+            checked = whole + (1 if got - whole * frame_bytes >= scatter.head_len else 0)
+            bad = check(heads, count, checked, frame + 1) if checked else -1
+            good = checked if bad < 0 else bad
+            good = min(good, whole)
+            if good:
+                table_rows(table, scatter.offsets, count, count + good, payload)
+                writer.settle(count + good, fill + good * scatter.stride)
+            if bad >= 0:
+                ch.pushback = bytearray(scatter.received_after_head(row, count, bad, got))
+                self._unexpected(bytearray(heads[count + bad]), frame + bad, stream, writer)
+                frame += bad + 1
+                continue
+            frame += good
+            if got == want:
+                if monotonic() - last_flush > FLUSH_S:
+                    writer.flush()
+                    last_flush = monotonic()
+                continue
+            part = got - whole * frame_bytes
+            start = int(scatter.offsets[count + whole])
+            self._finish_partial(frame, part, heads[count + whole],
+                                 row[start:start + max(0, part - scatter.head_len)],
+                                 stream, writer)
             frame += 1
-            if frame >= n:
-                break
             if monotonic() - last_flush > FLUSH_S:
                 writer.flush()
                 last_flush = monotonic()
-            # -- prefix + MQ1 header of the next frame into the scratch buffer --
-            try:
-                got = recv_into(head, hl, WAITALL)
-            except (BlockingIOError, socket.timeout):
-                got = 0
-            except OSError as e:
-                ch.mark_broken(f"socket error: {e}")
-                stream.ledger.report_missing(frame, n - frame)
-                raise self._fail_eof(frame, MerlinConnectionClosed(str(e))) from None
-            if got != hl:
-                self._fill(head, got, frame, stream, writer,
-                           f"the header of frame {frame + 1}", True, after=payload)
-            seqb = b"MQ1,%06d," % (frame + 1)
-            if not (head.startswith(mpx) and head.startswith(seqb, PREFIX_LEN)
-                    and head.startswith(tail, PREFIX_LEN + len(seqb))):
-                self._slow_check(head, frame, stream, writer, mpx, payload)
+
+    def _finish_partial(self, frame: int, part: int, head_row: np.ndarray,
+                        got_payload: np.ndarray, stream: FrameStream, writer: Any) -> None:
+        """Complete frame ``frame`` of which a short batch read ``part`` bytes
+        (its header, if complete, was already checked; ``got_payload`` holds
+        the payload bytes that came), and book it.  The frames before it are
+        published first: the stream has stalled, and a failure must find them
+        counted."""
+        hl = head_row.shape[0]
+        payload = self._payload
+        if part < hl:
+            head = bytearray(hl)
+            head[:part] = head_row[:part].tobytes()
+            self._fill(head, part, frame, stream, writer, f"the header of frame {frame + 1}",
+                       True, after=payload)
+            self._check_head(head, frame, stream, writer)
+            part = hl
+        saved = got_payload.tobytes()
         writer.flush()
-        stream.finish()
+        dest = writer.reserve(frame, payload)
+        dest[:len(saved)] = np.frombuffer(saved, dtype=np.uint8)
+        self._fill(dest, part - hl, frame, stream, writer, f"the payload of frame {frame + 1}",
+                   False)
+        writer.commit(payload)
+
+    def _frame_slowly(self, frame: int, stream: FrameStream, writer: Any) -> None:
+        """One frame through the channel (which serves pushed-back bytes first)."""
+        head = bytearray(self._head_len)
+        self._fill(head, 0, frame, stream, writer, f"the header of frame {frame + 1}", True,
+                   after=self._payload)
+        self._check_head(head, frame, stream, writer)
+        dest = writer.reserve(frame, self._payload)
+        self._fill(dest, 0, frame, stream, writer, f"the payload of frame {frame + 1}", False)
+        writer.commit(self._payload)
+
+    def _check_head(self, head: bytearray, frame: int, stream: FrameStream,
+                    writer: Any) -> None:
+        if not self._expected.ok(head, frame + 1):
+            self._slow_check(head, frame, stream, writer, self._mpx, self._payload)
+
+    def _unexpected(self, head: bytearray, frame: int, stream: FrameStream,
+                    writer: Any) -> None:
+        """A batch read found a header that is not the predicted one: the slow
+        check raises the error that names it, or it was fine after all and
+        the frame is read from the pushed-back bytes."""
+        self._slow_check(head, frame, stream, writer, self._mpx, self._payload)
+        dest = writer.reserve(frame, self._payload)
+        self._fill(dest, 0, frame, stream, writer, f"the payload of frame {frame + 1}", False)
+        writer.commit(self._payload)
 
     def _tail(self, head: bytearray) -> bytes:
         """Fields 2..7 of the MQ1 header (offset, chips, width, height, format,
