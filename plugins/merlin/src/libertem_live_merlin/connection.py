@@ -19,6 +19,7 @@ from libertem_live.errors import (AcquisitionStateError, DetectorConnectionError
                                   NavShapeError)
 from libertem_live.pending import PendingStream
 from libertem_live.protocols import FrameFormat
+from libertem_live.transport.pool import RingPool
 from libertem_live.transport.stream import FrameStream, RingConfig
 from libertem_live.transport.thread import ReceiverThread
 
@@ -149,6 +150,7 @@ class MerlinConnection:
         self._lock = threading.Lock()
         self._active: FrameStream | None = None
         self._streams: list[FrameStream] = []
+        self._rings: RingPool | None = None
         self._open = False
         #: shared-memory names of the last rings this connection's streams used
         #: (diagnostics: each must be gone from /dev/shm once its run ended)
@@ -164,6 +166,8 @@ class MerlinConnection:
         if self._open:
             return self
         self._channel.connect()
+        self._rings = RingPool()
+        self._rings.prepare(self.ring)
         self._open = True
         if self.drain:
             self._drain_for(self.drain)
@@ -192,6 +196,9 @@ class MerlinConnection:
             streams, self._streams = self._streams, []
         for s in streams:
             s.close()
+        if self._rings is not None:
+            self._rings.close()
+            self._rings = None
         self._active = None
         self._channel.close()
         if self._control is not None:
@@ -245,7 +252,7 @@ class MerlinConnection:
         ch = self._check_idle()
         # the receiver's idle timeout fires first, with the better message
         stream = FrameStream(nimages, ring=self.ring, timeout=self.timeout * 1.5 + 2.0,
-                             source="Merlin detector")
+                             source="Merlin detector", pool=self._rings)
         receiver = FrameReceiver(ch, hdr, nimages, peeked=first, expect=expect)
         ReceiverThread(stream, receiver, name="libertem-live-merlin-receiver").start()
         with self._lock:
