@@ -95,3 +95,21 @@ def test_prepared_ring_is_the_one_the_first_acquisition_gets() -> None:
     assert not [t for t in threading.enumerate() if t.name == "libertem-live-ring-prefault"]
     if os.path.isdir("/dev/shm"):
         assert not _exists(name)
+
+
+def test_populate_keeps_the_contents() -> None:
+    """Faulting a ring's pages in must not change a byte, so a receiver may
+    already be writing while it runs."""
+    from libertem_live.transport.pool import populate
+    from libertem_live.transport.ring import Ring
+    ring = Ring(num_slots=4, slot_bytes=1 << 20, max_frames=8)
+    try:
+        payload = ring.views.payload
+        payload[1, 100:200] = np.arange(100, dtype=np.uint8)
+        before = payload.copy()
+        done = populate(ring)
+        assert done in (0, payload.nbytes)  # 0: the kernel cannot (before Linux 5.14)
+        np.testing.assert_array_equal(payload, before)
+    finally:
+        ring.close()
+    assert populate(ring) == 0, "a closed ring is left alone"

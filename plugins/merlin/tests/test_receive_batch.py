@@ -82,6 +82,7 @@ class TricklingDetector:
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self.go = threading.Event()
+        self.done = threading.Event()
         self.thread = threading.Thread(target=self._serve, daemon=True)
         self.thread.start()
 
@@ -100,9 +101,10 @@ class TricklingDetector:
                 if i % 2:
                     time.sleep(0.08)
                 conn.sendall(msg[cut:])
-            time.sleep(0.5)
+            self.done.wait(10)  # keep the connection until the test is through
 
     def close(self) -> None:
+        self.done.set()
         self.listener.close()
         self.thread.join(5)
 

@@ -270,6 +270,13 @@ class RingWriter:
                 f"frame {index} has {nbytes} bytes, more than a ring slot holds "
                 f"({self._slot_bytes}); open the connection with a larger slot size"
             )
+        self._open_slot(index, nbytes)
+        return self._payload[self._slot, self._fill:self._fill + nbytes]
+
+    def _open_slot(self, index: int, nbytes: int) -> None:
+        """Make the current slot the one frame ``index`` (``nbytes`` long) goes
+        to: publish the current one if the frame does not follow it or does
+        not fit, and take a free slot (waiting for one) if there is none."""
         if self._slot is not None and (
             self._count == self._max_frames
             or index != self._first + self._count
@@ -281,7 +288,6 @@ class RingWriter:
             self._first = index
             self._count = 0
             self._fill = 0
-        return self._payload[self._slot, self._fill:self._fill + nbytes]
 
     def commit(self, nbytes: int, aux: int = 0) -> None:
         assert self._slot is not None
@@ -338,15 +344,7 @@ class RingWriter:
         ``(3, max_frames)`` (offset, size, aux), and the frames and bytes
         already in it.  Report what was written with :meth:`settle`; offsets
         must stay 16-byte aligned."""
-        if self._slot is not None and (
-            self._count == self._max_frames or index != self._first + self._count
-        ):
-            self.flush()
-        if self._slot is None:
-            self._slot = self.ring.acquire(self._stop, self._on_wait, self._slot_timeout)
-            self._first = index
-            self._count = 0
-            self._fill = 0
+        self._open_slot(index, 0)
         return self._payload[self._slot], self._table[self._slot], self._count, self._fill
 
     def settle(self, count: int, fill: int) -> None:

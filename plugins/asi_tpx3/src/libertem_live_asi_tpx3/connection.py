@@ -30,6 +30,7 @@ import numpy as np
 from libertem_live.errors import AcquisitionStateError
 from libertem_live.pending import PendingStream
 from libertem_live.protocols import FrameFormat
+from libertem_live.transport.pool import RingPool
 from libertem_live.transport.stream import FrameStream, RingConfig
 
 from .controller import active_mode_error
@@ -37,11 +38,9 @@ from .decode import Tpx3Decoder
 from .errors import (
     Tpx3Closed, Tpx3IdleTimeout, Tpx3ProtocolError, Tpx3Stopped, Tpx3StreamError,
 )
-from .heap import keep_freed_memory
 from .headers import AcquisitionEnd, AcquisitionStart, ArrayChunk, ScanEnd, ScanStart
 from .receiver import ScanReceiver, describe
 from .stream import Tpx3Reader
-from .warm import start_prefault
 
 __all__ = ["Tpx3Connection", "Tpx3PendingAcquisition", "open_connection", "DEFAULT_PORT"]
 
@@ -53,12 +52,11 @@ DEFAULT_PORT = 8283
 #: chosen per chunk, so it cannot be used). LiberTEM then computes in
 #: float64 for UDFs that prefer float32, which keeps sums exact.
 FRAME_DTYPE = np.dtype(np.uint32)
-#: ring per acquisition, MiB. Each acquisition gets a fresh segment and the
-#: receiver cycles through all its slots, so every MiB costs ~2.5 ms of page
-#: faults per acquisition on our 2-vCPU VMs (256 MiB: ~0.65 s, as much as
-#: receiving 210 MB). 64 MiB (16 slots of 4 MiB) keeps both workers fed at
-#: 1000 events/frame (2048-frame partitions of ~16 MB); 32 MiB made the
-#: receiver wait for slots there and halved the rate. See DECODE_NOTES.md.
+#: ring size, MiB. The connection keeps its ring between scans and prepares
+#: it (pages faulted in) while waiting for the first one. 64 MiB (16 slots of
+#: 4 MiB) keeps both workers fed at 1000 events/frame (2048-frame partitions
+#: of ~16 MB); 32 MiB made the receiver wait for slots there and halved the
+#: rate. See DECODE_NOTES.md.
 DEFAULT_BUFFER_MIB = 64
 
 
@@ -125,17 +123,13 @@ class Tpx3Connection:
         self._receiver: ScanReceiver | None = None
         self._pending: Tpx3PendingAcquisition | None = None
         self._streams: list[FrameStream] = []
-        #: the next scan's stream, made (and its ring faulted in) while idle
-        self._spare: FrameStream | None = None
+        self._rings = RingPool()
         self._acq: AcquisitionStart | None = None
         self._closing = threading.Event()
         self._lock = threading.Lock()
         self._closed = False
         self._failures = 0
         self.connects = 0
-        # this process receives and merges the partition results (MiBs each):
-        # keep its freed heap instead of faulting fresh pages in (see .heap)
-        keep_freed_memory()
         self._try_connect()
 
     @property
@@ -262,7 +256,7 @@ class Tpx3Connection:
         self._check_open()
         deadline = None if timeout is None else time.monotonic() + float(timeout)
         self._release_previous(deadline)
-        self._prepare_spare()
+        self._rings.prepare(self.ring)
         while True:
             reader = self._connected_reader(deadline)
             if reader is None:
@@ -293,34 +287,19 @@ class Tpx3Connection:
         return FrameFormat(sig_shape=tuple(acq.sig_shape), dtype=FRAME_DTYPE, decoder=decoder,
                            sparse=True, metadata=meta)
 
-    def _new_stream(self, expected: int | None) -> FrameStream:
+    def _new_stream(self, expected: int) -> FrameStream:
         # the consumer's own timeout is a fallback; the receiver's message is more precise
         stream = FrameStream(expected, ring=self.ring, timeout=self.timeout * 1.5 + 1.0,
-                             source=self.source)
+                             source=self.source, pool=self._rings)
         with self._lock:
             self._streams = [s for s in self._streams if not s.closed] + [stream]
-        return stream
-
-    def _prepare_spare(self) -> None:
-        """Make the next scan's stream now and fault its ring in, in the
-        background, while we wait for the scan (see :mod:`.warm`)."""
-        if self._spare is None or self._spare.closed:
-            self._spare = self._new_stream(None)
-            start_prefault(self._spare)
-
-    def _take_stream(self, nframes: int) -> FrameStream:
-        stream, self._spare = self._spare, None
-        if stream is None or stream.closed:
-            return self._new_stream(nframes)
-        stream.set_expected(nframes)
-        stream.ledger.started_at = time.time()
         return stream
 
     def _announce(self, reader: Tpx3Reader) -> Tpx3PendingAcquisition:
         acq = self._acq
         assert acq is not None
         fmt = self._frame_format(acq)
-        stream = self._take_stream(acq.nframes)
+        stream = self._new_stream(acq.nframes)
         receiver = ScanReceiver(reader, acq, stream, source=self.source, timeout=self.timeout)
         pending = Tpx3PendingAcquisition(self, acq, stream, receiver, fmt)
         self._receiver, self._pending = receiver, pending
@@ -339,6 +318,7 @@ class Tpx3Connection:
     def open(self) -> "Tpx3Connection":
         if self._closed:
             self._closed = False
+            self._rings = RingPool()
             self._closing.clear()
             self._try_connect()
         return self
@@ -350,7 +330,7 @@ class Tpx3Connection:
             streams, self._streams = self._streams, []
         for s in streams:
             s.close()
-        self._spare = None
+        self._rings.close()
         self._receiver = None
         self._pending = None
         self._drop_socket()

@@ -28,7 +28,6 @@ import numba
 import numpy as np
 import scipy.sparse
 
-from .heap import keep_freed_memory
 from .headers import HEADER_SIZE, ArrayChunk, dtype_code, numpy_dtype, parse_header
 
 __all__ = ["Tpx3Decoder", "DecodeError", "ChunkArrays", "chunk_arrays"]
@@ -387,7 +386,6 @@ class Tpx3Decoder:
                 f"indices_dtype={self.indices_dtype}, csr_dtype={self.csr_dtype})")
 
     def _prep(self, data, offsets, sizes, aux):
-        keep_freed_memory()  # once per process; see .heap for why
         data = _as_u8(data)
         offsets = np.ascontiguousarray(offsets, dtype=np.int64)
         sizes = np.ascontiguousarray(sizes, dtype=np.int64)

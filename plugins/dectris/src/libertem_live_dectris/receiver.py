@@ -223,7 +223,11 @@ class ImageReceiver:
                     if errno == 4:  # EINTR
                         continue
                     writer.flush()
-                    raise zmq.ZMQError(errno)
+                    raise AcquisitionError(
+                        f"receiving frame {frame} of series {self.start.series} from "
+                        f"{self.where} failed: ZeroMQ error {errno} "
+                        f"({zmq.strerror(errno)}). The connection's socket is unusable; "
+                        "close the connection and open a new one")
                 payload, table = lease()
         finally:
             zmqloop.close_held(msgs, state)

@@ -49,7 +49,7 @@ ERROR = 4
 BATCH = 5
 
 # state vector
-S_FRAME, S_COUNT, S_FILL, S_HELD, S_ERRNO, S_DROPPED = range(6)
+S_FRAME, S_COUNT, S_FILL, S_HELD, S_ERRNO = range(5)
 
 _EAGAIN = 11
 
@@ -110,7 +110,7 @@ def close_held(msgs: np.ndarray, state: np.ndarray) -> None:
 def new_buffers() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``msgs`` (room for the parts plus one to drain into), ``state``, ``scratch``."""
     return (np.zeros((MAX_PARTS + 1) * MSG_BYTES, dtype=np.uint8),
-            np.zeros(6, dtype=np.int64), np.zeros(2 * SCRATCH, dtype=np.uint8))
+            np.zeros(5, dtype=np.int64), np.zeros(2 * SCRATCH, dtype=np.uint8))
 
 
 if AVAILABLE:
@@ -125,6 +125,16 @@ if AVAILABLE:
     _close = types.ExternalFunction("zmq_msg_close", types.intc(_u))
     _errno = types.ExternalFunction("zmq_errno", types.intc())
     _memcpy = types.ExternalFunction("memcpy", _u(_u, _u, _u))
+
+    @njit(nogil=True, cache=True)
+    def _recv_part(msg: int, sock: int, flags: int) -> int:
+        """One message part into ``msg``: 0, or libzmq's errno (``msg`` closed)."""
+        _init(msg)
+        if _recv(msg, sock, flags) < 0:
+            e = _errno()
+            _close(msg)
+            return e
+        return 0
 
     @njit(nogil=True, cache=True)
     def _predicted(scratch: np.ndarray, n_head: int, n_desc: int, frame: int,
@@ -175,37 +185,27 @@ if AVAILABLE:
                 return BATCH
             nparts = state[S_HELD]
             if nparts == 0:
-                _init(base)
-                if _recv(base, sock, 1) < 0:
-                    e = _errno()
-                    _close(base)
+                e = _recv_part(base, sock, 1)
+                if e != 0:
                     if e == _EAGAIN:
                         return AGAIN
                     state[S_ERRNO] = e
                     return ERROR
                 nparts = 1
                 more = _more(base)
-                while more and nparts < MAX_PARTS:
-                    m = base + nparts * MSG_BYTES
-                    _init(m)
-                    if _recv(m, sock, 0) < 0:
-                        state[S_ERRNO] = _errno()
-                        _close(m)
-                        state[S_HELD] = nparts
-                        return ERROR
-                    nparts += 1
-                    more = _more(m)
                 drain = base + MAX_PARTS * MSG_BYTES
                 while more:
-                    _init(drain)
-                    if _recv(drain, sock, 0) < 0:
-                        state[S_ERRNO] = _errno()
-                        _close(drain)
+                    m = base + nparts * MSG_BYTES if nparts < MAX_PARTS else drain
+                    e = _recv_part(m, sock, 0)
+                    if e != 0:
+                        state[S_ERRNO] = e
                         state[S_HELD] = nparts
                         return ERROR
-                    more = _more(drain)
-                    _close(drain)
-                    state[S_DROPPED] += 1
+                    more = _more(m)
+                    if m == drain:
+                        _close(drain)
+                    else:
+                        nparts += 1
                 state[S_HELD] = nparts
                 if nparts < MAX_PARTS:
                     return HELD

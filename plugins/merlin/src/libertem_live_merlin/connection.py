@@ -15,10 +15,10 @@ import threading
 import time
 from typing import Any, Optional
 
-from libertem_live.errors import (AcquisitionStateError, DetectorConnectionError,
-                                  NavShapeError)
+from libertem_live.errors import AcquisitionStateError, NavShapeError
 from libertem_live.pending import PendingStream
 from libertem_live.protocols import FrameFormat
+from libertem_live.reconnect import connect_with_backoff
 from libertem_live.transport.pool import RingPool
 from libertem_live.transport.stream import FrameStream, RingConfig
 from libertem_live.transport.thread import ReceiverThread
@@ -52,27 +52,12 @@ class ReconnectingControl(MerlinControl):
         return f"the Merlin control port tcp://{self.host}:{self.port}"
 
     def connect(self) -> ReconnectingControl:
-        if self._sock is not None:
-            return self
-        deadline = time.monotonic() + self.reconnect_timeout
-        pause = 0.05
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                super().connect()
-                return self
-            except OSError as e:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise DetectorConnectionError(
-                        f"cannot connect to {self.where} ({e}); tried {attempt} times over "
-                        f"{self.reconnect_timeout:g} s. Is the Merlin software running and "
-                        "the control port right (default 6341)?") from None
-                log.warning("connecting to %s failed (%s); retry in %.2f s",
-                            self.where, e, min(pause, left))
-                time.sleep(min(pause, left))
-                pause = min(pause * 2, 1.0)
+        if self._sock is None:
+            connect_with_backoff(
+                super().connect, where=self.where, timeout=self.reconnect_timeout,
+                hint="Is the Merlin software running and the control port right "
+                     "(default 6341)?")
+        return self
 
     def _request(self, verb: str, name: str, value: Optional[str]) -> list[str]:
         try:

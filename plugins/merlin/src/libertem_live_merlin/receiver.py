@@ -32,6 +32,7 @@ from libertem_live.errors import (
     StreamTruncatedError,
 )
 from libertem_live.protocols import FrameFormat
+from libertem_live.reconnect import connect_with_backoff
 from libertem_live.transport.stream import FrameStream
 
 from .batch import ExpectedHeader, SlotScatter, table_rows
@@ -158,26 +159,10 @@ class DataChannel:
         1 s) for ``reconnect_timeout`` s: a restarting Merlin PC comes back, a
         wrong address fails with a message that says what to check."""
         self.close_socket()
-        deadline = time.monotonic() + self.reconnect_timeout
-        pause = 0.05
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                self.sock = self._connect_once()
-                break
-            except OSError as e:
-                left = deadline - time.monotonic()
-                if left <= 0 or (stop is not None and stop.is_set()):
-                    raise DetectorConnectionError(
-                        f"cannot connect to {self.where} ({e}); tried {attempt} times over "
-                        f"{self.reconnect_timeout:g} s. Is the Merlin software running and "
-                        "is the data port right (default 6342)? Raise reconnect_timeout "
-                        "to wait longer") from None
-                log.warning("connecting to %s failed (%s); retry %d in %.2f s",
-                            self.where, e, attempt, min(pause, left))
-                time.sleep(min(pause, left))
-                pause = min(pause * 2, 1.0)
+        self.sock = connect_with_backoff(
+            self._connect_once, where=self.where, timeout=self.reconnect_timeout, stop=stop,
+            hint="Is the Merlin software running and is the data port right (default "
+                 "6342)? Raise reconnect_timeout to wait longer")
         if self.connects:
             log.warning("reconnected to %s (connection %d)", self.where, self.connects + 1)
         self.connects += 1
@@ -502,7 +487,6 @@ class FrameReceiver:
     def _run(self, stream: FrameStream) -> None:
         ch = self.channel
         assert ch.sock is not None
-        n = self.nimages
         writer = stream.writer()
         stream.ledger.add(discarded_stale=ch.discarded)
         ch.discarded = 0

@@ -1,48 +1,11 @@
-"""The page-fault helpers (.heap, .warm) and the reader's header readahead."""
+"""The reader's header readahead."""
 import socket
 import threading
 
 import numpy as np
 
-from libertem_live.transport.stream import FrameStream, RingConfig
-from libertem_live_asi_tpx3 import heap
 from libertem_live_asi_tpx3.headers import AcquisitionStart, ArrayChunk, DType, ScanStart
 from libertem_live_asi_tpx3.stream import Tpx3Reader
-from libertem_live_asi_tpx3.warm import populate, start_prefault
-
-
-def test_keep_freed_memory_is_applied_once_per_process():
-    first = heap.keep_freed_memory()
-    assert isinstance(first, bool)
-    assert heap.keep_freed_memory() is first
-
-
-def test_keep_freed_memory_can_be_switched_off(monkeypatch):
-    monkeypatch.setattr(heap, "_state", {})
-    monkeypatch.setenv("LIBERTEM_LIVE_TPX3_KEEP_HEAP", "0")
-    assert heap.keep_freed_memory() is False
-
-
-def test_populate_keeps_the_contents():
-    stream = FrameStream(10, ring=RingConfig(num_slots=4, slot_bytes=1 << 20, max_frames=8))
-    try:
-        payload = stream.ring.views.payload
-        payload[1, 100:200] = np.arange(100, dtype=np.uint8)
-        before = payload.copy()
-        populate(payload)
-        np.testing.assert_array_equal(payload, before)
-        t = start_prefault(stream)
-        assert t is not None
-        t.join(10)
-        np.testing.assert_array_equal(payload, before)
-    finally:
-        stream.close()
-
-
-def test_prefault_of_a_closed_stream_is_a_no_op():
-    stream = FrameStream(10, ring=RingConfig(num_slots=2, slot_bytes=1 << 16, max_frames=8))
-    stream.close()
-    assert start_prefault(stream) is None
 
 
 def test_header_after_a_large_payload_is_read_on_its_own():
