@@ -29,7 +29,7 @@ def _run(stream: FrameStream, frames: int, consume: bool) -> None:
     while got < frames:
         st = stream.next_stack()
         if consume:
-            stream.ring.release(st.slot, 0, st.count)
+            stream.ring.release(st.slot, 0, st.count, st.gen)
         got += st.count
 
 

@@ -193,7 +193,7 @@ class LivePartition(Partition):
                     if fill == depth:
                         yield None
                         fill = 0
-                views.finish(slot, lo, hi, None if select_all is None else picked)
+                views.finish(slot, lo, hi, gen, None if select_all is None else picked)
         if fill:
             yield None
         expected = self._stop - self._start if select_all is None else int(select_all.sum())

@@ -136,7 +136,7 @@ def test_short_reads_anywhere_in_a_frame(trickling: TricklingDetector) -> None:
                     assert size == PAYLOAD
                     data = views.payload[st.slot, off:off + size]
                     assert (data == (st.first + j) % 251).all(), st.first + j
-                stream.ring.release(st.slot, 0, st.count)
+                stream.ring.release(st.slot, 0, st.count, st.gen)
                 seen += st.count
             assert seen == trickling.n
         finally:

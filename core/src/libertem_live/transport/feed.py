@@ -39,7 +39,7 @@ class FeedCommHandler(TaskCommHandler):
             lo = self._used
             if self._cursor < start:
                 skip = min(st.count - lo, start - self._cursor)
-                stream.ring.release(st.slot, lo, lo + skip)
+                stream.ring.release(st.slot, lo, lo + skip, st.gen)
                 self._used += skip
                 self._cursor += skip
                 continue
@@ -76,7 +76,7 @@ class FeedCommHandler(TaskCommHandler):
         """Give back the unused frames of the current stack (end of a run)."""
         st = self._current
         if st is not None and self._used < st.count:
-            self.stream.ring.release(st.slot, self._used, st.count)
+            self.stream.ring.release(st.slot, self._used, st.count, st.gen)
             self._used = st.count
 
     def start(self) -> None:

@@ -2,7 +2,7 @@
 
 Runs inside a LiberTEM worker (or the main thread with the inline executor).
 Frames are decoded straight from the shared-memory slot into the tile buffer
-and their ``consumed`` bytes are set as soon as they have been decoded, so
+and their ``consumed`` marks are set as soon as they have been decoded, so
 the receiver can reuse the slot while the UDF still works on the tile.
 """
 from __future__ import annotations
@@ -47,9 +47,9 @@ def messages(worker_queue: Any) -> Iterator[tuple[RingSpec, Iterator[Piece]]]:
     finally:
         # never leave messages of this partition behind: the executor's own
         # drain must only see its END_TASK sentinel
-        for slot, lo, hi, _first, _gen in pieces:
+        for slot, lo, hi, _first, gen in pieces:
             views = attach(spec)
-            views.release(slot, lo, hi)
+            views.release(slot, lo, hi, gen)
 
 
 def _rows(spec: RingSpec, slot: int, lo: int, hi: int,

@@ -4,13 +4,25 @@ Layout of the segment (all regions 4 KiB aligned)::
 
     counts    int64[2, num_slots]               frames in each published slot; generation
     table     int64[num_slots, 3, max_frames]   per frame: offset, size, aux
-    consumed  uint8[num_slots, max_frames]      set by whoever used the frame (1 skipped, 2 decoded)
+    consumed  int64[num_slots, max_frames]      set by whoever used the frame:
+                                                generation << 2 | (1 skipped, 2 decoded)
     payload   uint8[num_slots, slot_bytes]      the frames' bytes
 
-Release works without locks: each frame has its own ``consumed`` byte with a
+Release works without locks: each frame has its own ``consumed`` mark with a
 single writer (the worker that decoded it, or the main process for frames no
 task wants), and only the ring's owner reads them to find a free slot.  A
 slot may therefore be split between partitions, and so between workers.
+
+A mark carries the generation of the slot's filling it answers, and the
+owner only counts marks of the current generation; it never clears them.
+Why: a store can land twice.  ``memset`` fills 16 bytes with two
+overlapping 16-byte stores, and a worker preempted (or page-faulting)
+between them wrote its marks, let the receiver take the slot, refill and
+clear it, and then wrote the same marks again: the slot looked consumed
+while its new frames were still waiting (caught by the generation check in
+the reader, under CPU load with the kernel reclaiming pages).  Marks are
+written by :func:`_mark`, one 8-byte store per frame, so no mark is ever
+written twice, and a stale one could not count anyway.
 
 A ring serves one acquisition at a time.  A connection may keep it for
 its next acquisition (:class:`~libertem_live.transport.pool.RingPool`), but
@@ -29,6 +41,7 @@ from multiprocessing import shared_memory
 from typing import Callable
 
 import numpy as np
+from numba import njit
 
 from libertem_live.errors import AcquisitionError
 
@@ -36,9 +49,23 @@ _ALIGN = 4096
 _FRAME_ALIGN = 16
 OFFSET, SIZE, AUX = 0, 1, 2
 SKIPPED, DECODED = 1, 2
-"""Values of a frame's ``consumed`` byte once it is free: the ring's owner
-counts the decoded ones when it takes a slot back, so the ledger's decoded
-count needs no message from the workers."""
+"""Kinds of a frame's ``consumed`` mark (its low two bits) once it is free:
+the ring's owner counts the decoded ones when it takes a slot back, so the
+ledger's decoded count needs no message from the workers."""
+
+
+@njit(nogil=True, cache=True)
+def _mark(row: np.ndarray, lo: int, hi: int, gen: int, decoded: np.ndarray,
+          only_unmarked: bool) -> None:
+    """``row[lo:hi]`` = ``gen << 2 | kind``, kind DECODED where ``decoded[i - lo]``
+    else SKIPPED; with ``only_unmarked``, marks of this generation stay.  One
+    store per element, never a ``memset``/``memcpy`` (see the module doc)."""
+    base = gen << 2
+    for i in range(lo, hi):
+        if only_unmarked and (row[i] >> 2) == gen:
+            continue
+        row[i] = base | (DECODED if decoded[i - lo] else SKIPPED)
+
 
 
 def _up(n: int, align: int) -> int:
@@ -59,7 +86,7 @@ class RingSpec:
         counts = 0
         table = _up(counts + 16 * self.num_slots, _ALIGN)
         consumed = _up(table + 8 * 3 * self.num_slots * self.max_frames, _ALIGN)
-        payload = _up(consumed + self.num_slots * self.max_frames, _ALIGN)
+        payload = _up(consumed + 8 * self.num_slots * self.max_frames, _ALIGN)
         total = _up(payload + self.num_slots * self.slot_bytes, _ALIGN)
         return counts, table, consumed, payload, total
 
@@ -77,26 +104,26 @@ class RingViews:
         self.counts = np.ndarray((s,), dtype=np.int64, buffer=buf, offset=c)
         self.generation = np.ndarray((s,), dtype=np.int64, buffer=buf, offset=c + 8 * s)
         self.table = np.ndarray((s, 3, m), dtype=np.int64, buffer=buf, offset=t)
-        self.consumed = np.ndarray((s, m), dtype=np.uint8, buffer=buf, offset=k)
+        self.consumed = np.ndarray((s, m), dtype=np.int64, buffer=buf, offset=k)
         self.payload = np.ndarray((s, spec.slot_bytes), dtype=np.uint8, buffer=buf, offset=p)
 
-    def release(self, slot: int, lo: int, hi: int) -> None:
-        """Frames ``lo..hi`` of ``slot`` are done with (those not marked
-        decoded count as skipped)."""
-        done = self.consumed[slot, lo:hi]
-        done[done == 0] = SKIPPED
+    def release(self, slot: int, lo: int, hi: int, gen: int) -> None:
+        """Frames ``lo..hi`` of ``slot`` (filling ``gen``) are done with; those
+        not marked yet count as skipped."""
+        _mark(self.consumed[slot], lo, hi, gen, np.zeros(hi - lo, np.bool_), True)
 
-    def finish(self, slot: int, lo: int, hi: int, decoded: list[np.ndarray] | None) -> None:
-        """A worker is done with frames ``lo..hi`` of ``slot``: all decoded
-        (``decoded`` None) or those rows decoded and the rest skipped.  One
-        write: the moment it lands, the receiver may take the slot again."""
-        if decoded is None:
-            self.consumed[slot, lo:hi] = DECODED
-            return
-        marks = np.full(hi - lo, SKIPPED, dtype=np.uint8)
-        for rows in decoded:
-            marks[rows - lo] = DECODED
-        self.consumed[slot, lo:hi] = marks
+    def finish(self, slot: int, lo: int, hi: int, gen: int,
+               decoded: list[np.ndarray] | None) -> None:
+        """A worker is done with frames ``lo..hi`` of ``slot`` (filling
+        ``gen``): all decoded (``decoded`` None) or those rows decoded and the
+        rest skipped.  The moment the last mark lands, the receiver may take
+        the slot again."""
+        mask = np.ones(hi - lo, np.bool_)
+        if decoded is not None:
+            mask[:] = False
+            for rows in decoded:
+                mask[rows - lo] = True
+        _mark(self.consumed[slot], lo, hi, gen, mask, False)
 
 
 @dataclass(frozen=True)
@@ -141,9 +168,13 @@ class Ring:
         if not self._in_use[slot]:
             return True
         n = int(self._published[slot])
-        if n and self.views.consumed[slot, :n].all():
+        if not n:
+            return False
+        marks = self.views.consumed[slot, :n]
+        gen = int(self.views.generation[slot])
+        if ((marks >> 2) == gen).all():
             self._in_use[slot] = False
-            self._decoded += int(np.count_nonzero(self.views.consumed[slot, :n] == DECODED))
+            self._decoded += int(np.count_nonzero(marks == (gen << 2 | DECODED)))
             return True
         return False
 
@@ -154,7 +185,8 @@ class Ring:
             total = self._decoded
             for slot in np.flatnonzero(self._in_use):
                 n = int(self._published[slot])
-                total += int(np.count_nonzero(self.views.consumed[slot, :n] == DECODED))
+                done = int(self.views.generation[slot]) << 2 | DECODED
+                total += int(np.count_nonzero(self.views.consumed[slot, :n] == done))
             return total
 
     def try_acquire(self) -> int | None:
@@ -200,7 +232,6 @@ class Ring:
 
     def publish(self, slot: int, count: int) -> None:
         with self._lock:
-            self.views.consumed[slot, :count] = 0
             self.views.counts[slot] = count
             self._published[slot] = count
 
@@ -209,8 +240,8 @@ class Ring:
         with self._lock:
             self._in_use[slot] = False
 
-    def release(self, slot: int, lo: int, hi: int) -> None:
-        self.views.release(slot, lo, hi)
+    def release(self, slot: int, lo: int, hi: int, gen: int) -> None:
+        self.views.release(slot, lo, hi, gen)
 
     def idle(self) -> bool:
         """Every slot free: no frame of this ring is waiting for, or being

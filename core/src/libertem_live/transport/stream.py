@@ -149,7 +149,7 @@ class FrameStream:
             except queue.Empty:
                 return
             if isinstance(item, Stack):
-                self.ring.release(item.slot, 0, item.count)
+                self.ring.release(item.slot, 0, item.count, item.gen)
 
     def on_close(self, callback: Callable[[], None]) -> None:
         """Register a receiver-side clean-up (stop and join the receiving
