@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pickle
 import struct
+import sys
+import zlib
 
 import lz4.block
 import numpy as np
@@ -283,3 +285,76 @@ def test_bits_shuffle_layout_matches_protocol_recipe():
     bits = np.unpackbits(ours, bitorder="little").reshape(16, 64)
     back = np.packbits(bits.T, axis=-1, bitorder="little").reshape(-1).view("<u2")
     np.testing.assert_array_equal(back, a)
+
+
+@pytest.mark.skipif("bitshuffle" not in BSLZ4_BACKENDS, reason="bitshuffle backend not available")
+@pytest.mark.parametrize("dtype", ["uint8", "uint16", "uint32"])
+@pytest.mark.parametrize("kind", ["all_planes", "low_planes", "mixed", "zero"])
+@pytest.mark.parametrize("shape,block_size", [((512, 512), None), ((96, 96), None), ((33, 67), None),
+                                              ((50, 61), 64), ((50, 61), 1000 // 8 * 8), ((7, 9), None)])
+def test_plane_aware_unshuffle_matches_numba_reference(dtype, kind, shape, block_size):
+    """decode_batch_bshuf's plane-skipping un-shuffle (kernels.bitunshuffle_block_planes)
+    against the pure-numba kernels.decode_batch: every bit plane used, only low planes,
+    low-dose frames with rare full-range pixels (high planes in a few words), all zero."""
+    from libertem_live_dectris import ckernels, kernels
+
+    rng = np.random.default_rng(zlib.crc32(repr((dtype, kind, shape)).encode()))
+    info = np.iinfo(dtype)
+    if kind == "all_planes":
+        frames = rng.integers(0, info.max, size=(3, *shape), endpoint=True, dtype=dtype)
+        frames[0].reshape(-1)[::7] = info.max
+    elif kind == "low_planes":
+        frames = make_frames(3, shape, dtype, seed=5)
+    elif kind == "mixed":
+        frames = make_frames(3, shape, dtype, seed=6).astype(np.int64)
+        hot = rng.random(frames.shape) < 0.003
+        frames[hot] = rng.integers(0, info.max, size=int(hot.sum()), endpoint=True)
+        frames = frames.astype(dtype)
+    else:
+        frames = np.zeros((3, *shape), dtype)
+    kw = {} if block_size is None else {"block_size": block_size}
+    data, offsets, sizes = _batch([encode_bslz4(f, **kw) for f in frames])
+    itemsize = np.dtype(dtype).itemsize
+    n_el = shape[0] * shape[1]
+    for out_dtype in (np.float32, np.float64, np.uint16):
+        ref = np.zeros((3, n_el), out_dtype)
+        got = np.full((3, n_el), 77, out_dtype)
+        err = np.zeros(5, np.int64)
+        assert kernels.decode_batch(KIND_BSLZ4, data, offsets, sizes, ref, itemsize, err) == 0
+        assert ckernels.decode_batch_bshuf(data, offsets, sizes, got, itemsize, err) == 0
+        np.testing.assert_array_equal(got, ref)
+        np.testing.assert_array_equal(ref, frames.reshape(3, -1).astype(out_dtype))
+
+
+@pytest.mark.skipif(sys.byteorder != "little", reason="plane-aware un-shuffle is little-endian only")
+@pytest.mark.parametrize("itemsize", [1, 2, 4])
+@pytest.mark.parametrize("m", [64, 1024, 4096])
+def test_plane_aware_block_all_paths(itemsize, m):
+    """kernels.bitunshuffle_block_planes on its own, incl. the numba transpose path for
+    blocks using planes >= 8 (decline_high=False) that decode_batch_bshuf hands to C."""
+    from libertem_live_dectris.kernels import bitshuffle_block, bitunshuffle_block, bitunshuffle_block_planes
+
+    rng = np.random.default_rng(m * 10 + itemsize)
+    dt = {1: np.uint8, 2: np.uint16, 4: np.uint32}[itemsize]
+    info = np.iinfo(dt)
+    for top in range(0, 8 * itemsize + 1):
+        hi = (1 << top) - 1 if top < 64 else info.max
+        vals = rng.integers(0, hi, size=m, endpoint=True).astype(dt) if top else np.zeros(m, dt)
+        vals[rng.random(m) < 0.5] = 0  # zero 64-element words too
+        shuffled = np.zeros(m * itemsize + 8, np.uint8)
+        bitshuffle_block(vals.view(np.uint8), m, itemsize, shuffled, 0)
+        s64 = shuffled.view(np.uint64)
+        ref = np.zeros(m + 16, np.float64)
+        bitunshuffle_block(shuffled, m, itemsize, ref, 8)
+        np.testing.assert_array_equal(ref[8:8 + m], vals)
+        tmp = np.zeros(32, np.uint64)
+        for decline in (False, True):
+            got = np.full(m + 16, -1.0)
+            done = bitunshuffle_block_planes(s64, m, itemsize, got, 8, tmp, decline)
+            used_top = int(np.max(vals)).bit_length()
+            if decline and used_top > 8:
+                assert not done
+                assert (got == -1).all()
+            else:
+                assert done
+                np.testing.assert_array_equal(got, np.r_[np.full(8, -1.0), ref[8:8 + m], np.full(8, -1.0)])

@@ -257,6 +257,158 @@ def bytes_to_out(src: np.ndarray, p: int, n: int, itemsize: int, out: np.ndarray
 
 
 @njit(cache=True, nogil=True)
+def _unshuffle_word_bytes(s64: np.ndarray, nw: int, w: int, k: int, tmp: np.ndarray, t0: int) -> None:
+    """Byte ``k`` of the 64 elements of word ``w`` (planes 8k..8k+7) into ``tmp[t0:t0+8]``.
+
+    An 8x8 byte transpose of the eight plane words (delta swaps), then an 8x8
+    bit transpose per word: little-endian byte r of ``tmp[t0+b]`` is byte k
+    of element ``64*w + 8*b + r``.
+    """
+    m32 = np.uint64(0x00000000FFFFFFFF)
+    m16 = np.uint64(0x0000FFFF0000FFFF)
+    m8 = np.uint64(0x00FF00FF00FF00FF)
+    s32 = np.uint64(32)
+    s16 = np.uint64(16)
+    s8 = np.uint64(8)
+    b = 8 * k * nw + w
+    r0 = s64[b]
+    r1 = s64[b + nw]
+    r2 = s64[b + 2 * nw]
+    r3 = s64[b + 3 * nw]
+    r4 = s64[b + 4 * nw]
+    r5 = s64[b + 5 * nw]
+    r6 = s64[b + 6 * nw]
+    r7 = s64[b + 7 * nw]
+    r0, r4 = (r0 & m32) | (r4 << s32), (r0 >> s32) | (r4 & ~m32)
+    r1, r5 = (r1 & m32) | (r5 << s32), (r1 >> s32) | (r5 & ~m32)
+    r2, r6 = (r2 & m32) | (r6 << s32), (r2 >> s32) | (r6 & ~m32)
+    r3, r7 = (r3 & m32) | (r7 << s32), (r3 >> s32) | (r7 & ~m32)
+    r0, r2 = (r0 & m16) | ((r2 & m16) << s16), ((r0 >> s16) & m16) | (r2 & ~m16)
+    r1, r3 = (r1 & m16) | ((r3 & m16) << s16), ((r1 >> s16) & m16) | (r3 & ~m16)
+    r4, r6 = (r4 & m16) | ((r6 & m16) << s16), ((r4 >> s16) & m16) | (r6 & ~m16)
+    r5, r7 = (r5 & m16) | ((r7 & m16) << s16), ((r5 >> s16) & m16) | (r7 & ~m16)
+    r0, r1 = (r0 & m8) | ((r1 & m8) << s8), ((r0 >> s8) & m8) | (r1 & ~m8)
+    r2, r3 = (r2 & m8) | ((r3 & m8) << s8), ((r2 >> s8) & m8) | (r3 & ~m8)
+    r4, r5 = (r4 & m8) | ((r5 & m8) << s8), ((r4 >> s8) & m8) | (r5 & ~m8)
+    r6, r7 = (r6 & m8) | ((r7 & m8) << s8), ((r6 >> s8) & m8) | (r7 & ~m8)
+    tmp[t0] = _transpose8(r0)
+    tmp[t0 + 1] = _transpose8(r1)
+    tmp[t0 + 2] = _transpose8(r2)
+    tmp[t0 + 3] = _transpose8(r3)
+    tmp[t0 + 4] = _transpose8(r4)
+    tmp[t0 + 5] = _transpose8(r5)
+    tmp[t0 + 6] = _transpose8(r6)
+    tmp[t0 + 7] = _transpose8(r7)
+
+
+@njit(cache=True, nogil=True)
+def bitunshuffle_block_planes(s64: np.ndarray, m: int, itemsize: int, out: np.ndarray, e0: int,
+                              tmp: np.ndarray, decline_high: bool) -> bool:
+    """Un-bitshuffle one block straight into ``out[e0:e0+m]`` (any dtype), plane-aware.
+
+    ``s64`` holds the block's ``m * itemsize`` bitshuffled bytes viewed as
+    native uint64 words; only for little-endian hosts and ``m % 64 == 0``
+    (callers use :func:`bitunshuffle_block` otherwise). ``tmp``: uint64[32].
+    Bit-plane j is ``nw = m // 64`` words at ``s64[j*nw:]``; on a little-endian
+    host bit e of its word w belongs to element ``64*w + e``. Low-dose data
+    leave most high planes all zero within a block, so: find the highest
+    non-zero plane (``top``); if ``top <= 8`` each element is assembled from
+    at most 8 (usually 2 or 4) plane words with a branch-free loop that LLVM
+    vectorises; all-zero 64-element words just store zeros; only if a
+    higher plane is used does a word go through full byte + bit transposes.
+    Exact for any data (DECODE_NOTES.md has the numbers). Those transposes are
+    slower than bitshuffle's SIMD code, so with ``decline_high`` a block with
+    ``top > 8`` is left untouched and False returned (the caller un-shuffles
+    it another way); otherwise returns True.
+    """
+    nw = m // 64
+    nplanes = 8 * itemsize
+    top = 0
+    for j in range(nplanes):
+        acc = np.uint64(0)
+        base = j * nw
+        for w in range(nw):
+            acc |= s64[base + w]
+        if acc != 0:
+            top = j + 1
+    if top > 8 and decline_high:
+        return False
+    # a block-local view: indices below are provably >= 0, so numba emits no
+    # negative-index fix-ups and LLVM vectorises the element loops (~3x)
+    ob = out[e0:e0 + m]
+    if top == 0:
+        for e in range(m):
+            ob[e] = 0
+        return True
+    one = np.uint64(1)
+    z = np.uint64(0)
+    t8 = tmp.view(np.uint8)
+    for w in range(nw):
+        base = 64 * w
+        if top > 8:
+            nz = z
+            for j in range(top):
+                nz |= s64[j * nw + w]
+            if nz == 0:
+                for e in range(64):
+                    ob[base + e] = 0
+                continue
+            for k in range(itemsize):
+                if 8 * k < top:
+                    _unshuffle_word_bytes(s64, nw, w, k, tmp, 8 * k)
+                else:
+                    for q in range(8):
+                        tmp[8 * k + q] = 0
+            if itemsize == 2:
+                for e in range(64):
+                    ob[base + e] = np.int32(t8[e]) | (np.int32(t8[64 + e]) << 8)
+            else:
+                for e in range(64):
+                    ob[base + e] = np.int64(t8[e]) | (np.int64(t8[64 + e]) << 8) | (
+                        np.int64(t8[128 + e]) << 16) | (np.int64(t8[192 + e]) << 24)
+            continue
+        p0 = s64[w]
+        p1 = s64[nw + w] if top > 1 else z
+        p2 = z
+        p3 = z
+        p4 = z
+        p5 = z
+        p6 = z
+        p7 = z
+        if top > 2:
+            p2 = s64[2 * nw + w]
+            p3 = s64[3 * nw + w] if top > 3 else z
+            if top > 4:
+                p4 = s64[4 * nw + w]
+                p5 = s64[5 * nw + w] if top > 5 else z
+                p6 = s64[6 * nw + w] if top > 6 else z
+                p7 = s64[7 * nw + w] if top > 7 else z
+        if (p0 | p1 | p2 | p3 | p4 | p5 | p6 | p7) == 0:
+            for e in range(64):
+                ob[base + e] = 0
+        elif top <= 2:
+            for e in range(64):
+                s = np.uint64(e)
+                v = ((p0 >> s) & one) | (((p1 >> s) & one) << np.uint64(1))
+                ob[base + e] = np.int32(v)
+        elif top <= 4:
+            for e in range(64):
+                s = np.uint64(e)
+                v = ((p0 >> s) & one) | (((p1 >> s) & one) << np.uint64(1)) | (
+                    ((p2 >> s) & one) << np.uint64(2)) | (((p3 >> s) & one) << np.uint64(3))
+                ob[base + e] = np.int32(v)
+        else:
+            for e in range(64):
+                s = np.uint64(e)
+                v = ((p0 >> s) & one) | (((p1 >> s) & one) << np.uint64(1)) | (
+                    ((p2 >> s) & one) << np.uint64(2)) | (((p3 >> s) & one) << np.uint64(3)) | (
+                    ((p4 >> s) & one) << np.uint64(4)) | (((p5 >> s) & one) << np.uint64(5)) | (
+                    ((p6 >> s) & one) << np.uint64(6)) | (((p7 >> s) & one) << np.uint64(7))
+                ob[base + e] = np.int32(v)
+    return True
+
+
+@njit(cache=True, nogil=True)
 def _bslz4_frame(
     data: np.ndarray, o: int, size: int, out: np.ndarray, itemsize: int,
     scratch: np.ndarray, err: np.ndarray,
