@@ -37,13 +37,13 @@ sim.stop()
 """
 
 
-def start_sim(kind: str, sim_kw: dict, mib: str | None, nav: tuple[int, int]
-              ) -> tuple[subprocess.Popen, dict]:
+def start_sim(kind: str, sim_kw: dict, mib: str | None, nav: tuple[int, int],
+              cached: str = "MEMFD") -> tuple[subprocess.Popen, dict]:
     import sim_proc
     if kind == "upstream":
         cmd = [str(sim_proc.ANCHOR_VENV / "bin" / "python"),
                str(sim_proc.ANCHOR_BENCH / "sim_merlin.py"), "--file", str(mib),
-               "--nav", *map(str, nav)]
+               "--nav", *map(str, nav), "--cached", cached]
     else:
         cmd = [sys.executable, "-c", OURS, json.dumps(sim_kw)]
     return sim_proc.start_cmd(cmd)
@@ -93,7 +93,7 @@ def recv_only(conn, ctl, n: int, trigger: bool) -> float:
         got = 0
         while got < n:
             st = stream.next_stack()
-            stream.ring.release(st.slot, 0, st.count)
+            stream.ring.release(st.slot, 0, st.count, st.gen)
             got += st.count
     finally:
         stream.close()
@@ -111,6 +111,8 @@ def main() -> None:
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--recv-only", action="store_true")
     p.add_argument("--label", default="")
+    p.add_argument("--cached", default="MEMFD", choices=["NONE", "MEM", "MEMFD"],
+                   help="upstream simulator: how it holds the MIB file")
     a = p.parse_args()
 
     from libertem.udf.sum import SumUDF
@@ -128,7 +130,7 @@ def main() -> None:
     else:
         from libertem_live_merlin.sim import MerlinSim
         expected = MerlinSim(**{**sim_kw, "scan_shape": nav}).expected_sum(n)
-    proc, ports = start_sim(a.sim, sim_kw, a.mib, nav)
+    proc, ports = start_sim(a.sim, sim_kw, a.mib, nav, a.cached)
     trigger = a.sim == "upstream"  # upstream's CameraSim waits for a soft trigger
     walls: list[float] = []
     cpu_client: list[float] = []  # CPU seconds per acquisition: wall times swing with
