@@ -182,7 +182,8 @@ def main() -> None:
         "detector": "merlin", "impl": "ours", "sim": a.sim, "label": a.label,
         "mode": "recv-only" if a.recv_only else "SumUDF", "frames": n, **fmt,
         "repeat": a.repeat, "fps_median": round(n / wall), "fps_min": round(n / max(walls)),
-        "fps_max": round(n / min(walls)), "us_per_frame": round(wall / n * 1e6, 2),
+        "fps_max": round(n / min(walls)), "fps_all": [round(n / w) for w in walls],
+        "us_per_frame": round(wall / n * 1e6, 2),
         "MBps_decoded": (round(n * fmt["sig"][0] * fmt["sig"][1]
                                * np.dtype(fmt["dtype"]).itemsize / wall / 1e6)
                          if fmt else None),

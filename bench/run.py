@@ -39,7 +39,35 @@ def transport(frames: int, repeat: int) -> list[dict]:
                  "--repeat", str(repeat))
     rows += _run("transport.py", "--mode", "ring", "--frames", str(4 * frames),
                  "--repeat", "1")
+    proto = _prototype(frames, repeat)
+    if proto is not None:
+        rows.append(proto)
     return rows
+
+
+PROTOTYPE = HERE.parent.parent / "shared" / "spec" / "bench_workerqueue.py"
+
+
+def _prototype(frames: int, repeat: int) -> dict | None:
+    """The shared-memory prototype of the integration spec (``../shared``), same
+    frames, same run: this VM's speed drifts by tens of percent over a day
+    (memcpy 7-12 GB/s), so the spec's 3-4 GB/s is only comparable to a figure
+    measured beside it."""
+    import re
+    if not PROTOTYPE.exists():
+        return None
+    proc = subprocess.run([sys.executable, str(PROTOTYPE), "--mode", "shm", "--frames",
+                           str(frames), "--repeat", str(repeat)],
+                          capture_output=True, text=True, cwd=HERE)
+    m = re.search(r"(\d+) MB/s \(range (\d+)-(\d+)\), (\d+) frames/s.*maxrss (\d+) MiB, "
+                  r"ok=(\w+)", proc.stdout)
+    if proc.returncode != 0 or m is None:
+        print("prototype failed:", proc.stdout[-1000:], proc.stderr[-2000:], file=sys.stderr)
+        return None
+    mb, lo, hi, fps, rss, ok = m.groups()
+    return {"mode": "proto", "frames": frames, "frames_per_s": int(fps), "MB_per_s": int(mb),
+            "MB_per_s_range": [int(lo), int(hi)], "peak_main_rss_MiB": int(rss),
+            "peak_tree_pss_MiB": None, "result_ok": ok == "True"}
 
 
 DATA = Path(os.environ.get("ANCHOR_DATA", "/tmp/anchor-data"))
@@ -77,7 +105,16 @@ def _upstream(script: str, *args: str) -> dict | None:
     if proc.returncode != 0 or not summary:
         print(f"upstream {script} failed:", proc.stderr[-2000:], file=sys.stderr)
         return None
-    return summary[-1]
+    acqs = [r for r in rows if r.get("kind") == "acq" and not r.get("warmup")]
+    return {**summary[-1], "fps_all": [r["fps"] for r in acqs],
+            "correct_all": all(r.get("correct", True) for r in acqs)}
+
+
+def _pooled(row: dict, samples: list[float]) -> dict:
+    """``row`` with median/min/max over all ``samples`` (frames/s)."""
+    xs = sorted(samples)
+    return {**row, "fps_median": round(xs[len(xs) // 2]), "fps_min": round(xs[0]),
+            "fps_max": round(xs[-1]), "samples": len(xs)}
 
 
 def dectris(repeat: int) -> list[dict]:
@@ -156,17 +193,30 @@ def merlin(repeat: int) -> list[dict]:
         # the 8.6 GB quad file: the simulator serves it from the page cache instead of
         # copying it into a memfd first (minutes)
         cached = "NONE" if "quad" in label else "MEMFD"
-        rows += _run("merlin.py", "--mib", path, "--sim", "upstream", "--nav", "128", "128",
-                     "--repeat", rep, "--label", label + " (MIB)", "--cached", cached)
-        up = _upstream("bench_merlin.py", "--file", path, "--nav", "128", "128",
-                       "--repeats", rep, "--cached", cached)
+        # ours and upstream alternate (A B A B): this VM's speed drifts within minutes,
+        # and one long block each would hand the drift to whichever ran second
+        ours_fps: list[float] = []
+        up_fps: list[float] = []
+        ours_row: dict | None = None
+        up: dict | None = None
+        for _round in range(2):
+            r = _run("merlin.py", "--mib", path, "--sim", "upstream", "--nav", "128", "128",
+                     "--repeat", rep, "--label", label + " (MIB)", "--cached", cached)[-1]
+            ours_fps += r["fps_all"]
+            ours_row = {**r, "result_ok": r["result_ok"] and (ours_row or r)["result_ok"]}
+            u = _upstream("bench_merlin.py", "--file", path, "--nav", "128", "128",
+                          "--repeats", rep, "--cached", cached)
+            if u is not None:
+                up = u
+                up_fps += u["fps_all"]
+        assert ours_row is not None
+        rows.append(_pooled(ours_row, ours_fps))
         if up is not None:
-            rows.append({"detector": "merlin", "impl": "upstream", "sim": "upstream",
-                         "label": label + " (MIB)", "frames": up["frames"],
-                         "fps_median": up["fps_median"], "fps_min": up["fps_min"],
-                         "fps_max": up["fps_max"], "MBps_decoded": up.get("MBps_raw_median"),
-                         "peak_tree_pss_MiB": up.get("client_peak_pss_mib"),
-                         "result_ok": True})
+            rows.append(_pooled({"detector": "merlin", "impl": "upstream", "sim": "upstream",
+                                 "label": label + " (MIB)", "frames": up["frames"],
+                                 "MBps_decoded": up.get("MBps_raw_median"),
+                                 "peak_tree_pss_MiB": up.get("client_peak_pss_mib"),
+                                 "result_ok": up["correct_all"]}, up_fps))
     return rows
 
 
@@ -276,7 +326,7 @@ def main() -> None:
     for r in rows:
         rng = f"{r['MB_per_s_range'][0]}-{r['MB_per_s_range'][1]}"
         print(f"{r['mode']:6} {r['frames']:>7} {r['frames_per_s']:>9} {r['MB_per_s']:>6} "
-              f"{rng:>12} {r['peak_main_rss_MiB']:>7}Mi {r['peak_tree_pss_MiB']:>7}Mi "
+              f"{rng:>12} {r['peak_main_rss_MiB']:>7}Mi {r['peak_tree_pss_MiB'] or '-':>7}Mi "
               f"{r['result_ok']}")
     out = HERE / "results"
     out.mkdir(exist_ok=True)
