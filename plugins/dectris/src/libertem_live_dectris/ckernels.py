@@ -92,11 +92,15 @@ if HAVE_LZ4:
         kind: int, data: np.ndarray, offsets: np.ndarray, sizes: np.ndarray,
         out: np.ndarray, itemsize: int, err: np.ndarray,
     ) -> int:
-        """kernels.decode_batch with liblz4 doing the LZ4 part."""
+        """kernels.decode_batch with liblz4 doing the LZ4 part (the backend where
+        the bitshuffle wheel is missing); bslz4 blocks are un-shuffled by the
+        plane-aware kernel, exact for any data."""
         n = offsets.shape[0]
         n_el = out.shape[1]
         nbytes = n_el * itemsize
-        scratch = np.empty(nbytes, dtype=np.uint8)
+        s64 = np.empty((nbytes + 7) // 8 + 1, dtype=np.uint64)
+        scratch = s64.view(np.uint8)
+        tmp = np.empty(32, dtype=np.uint64)
         dlen = data.shape[0]
         for i in range(n):
             o = offsets[i]
@@ -127,7 +131,10 @@ if HAVE_LZ4:
                         err[3] = r
                         err[4] = m * itemsize
                         return err[1]
-                    bitunshuffle_block(scratch, m, itemsize, row, k * B)
+                    if _LITTLE_HOST and m % 64 == 0:
+                        bitunshuffle_block_planes(s64, m, itemsize, row, k * B, tmp, False)
+                    else:
+                        bitunshuffle_block(scratch, m, itemsize, row, k * B)
                     p += L
                 bytes_to_out(data, p, tail, itemsize, row, n_el - tail)
             elif kind == KIND_LZ4:
