@@ -195,28 +195,23 @@ def merlin(repeat: int) -> list[dict]:
         cached = "NONE" if "quad" in label else "MEMFD"
         # ours and upstream alternate (A B A B): this VM's speed drifts within minutes,
         # and one long block each would hand the drift to whichever ran second
-        ours_fps: list[float] = []
-        up_fps: list[float] = []
-        ours_row: dict | None = None
-        up: dict | None = None
+        ours: list[dict] = []
+        ups: list[dict] = []
         for _round in range(2):
-            r = _run("merlin.py", "--mib", path, "--sim", "upstream", "--nav", "128", "128",
-                     "--repeat", rep, "--label", label + " (MIB)", "--cached", cached)[-1]
-            ours_fps += r["fps_all"]
-            ours_row = {**r, "result_ok": r["result_ok"] and (ours_row or r)["result_ok"]}
-            u = _upstream("bench_merlin.py", "--file", path, "--nav", "128", "128",
-                          "--repeats", rep, "--cached", cached)
-            if u is not None:
-                up = u
-                up_fps += u["fps_all"]
-        assert ours_row is not None
-        rows.append(_pooled(ours_row, ours_fps))
-        if up is not None:
+            ours += _run("merlin.py", "--mib", path, "--sim", "upstream", "--nav", "128", "128",
+                         "--repeat", rep, "--label", label + " (MIB)", "--cached", cached)[-1:]
+            up = _upstream("bench_merlin.py", "--file", path, "--nav", "128", "128",
+                           "--repeats", rep, "--cached", cached)
+            ups += [up] if up is not None else []
+        rows.append(_pooled({**ours[-1], "result_ok": all(r["result_ok"] for r in ours)},
+                            [f for r in ours for f in r["fps_all"]]))
+        if ups:
             rows.append(_pooled({"detector": "merlin", "impl": "upstream", "sim": "upstream",
-                                 "label": label + " (MIB)", "frames": up["frames"],
-                                 "MBps_decoded": up.get("MBps_raw_median"),
-                                 "peak_tree_pss_MiB": up.get("client_peak_pss_mib"),
-                                 "result_ok": up["correct_all"]}, up_fps))
+                                 "label": label + " (MIB)", "frames": ups[-1]["frames"],
+                                 "MBps_decoded": ups[-1].get("MBps_raw_median"),
+                                 "peak_tree_pss_MiB": ups[-1].get("client_peak_pss_mib"),
+                                 "result_ok": all(u["correct_all"] for u in ups)},
+                                [f for u in ups for f in u["fps_all"]]))
     return rows
 
 

@@ -3,6 +3,7 @@ still touch it; every ring is freed when the connection closes."""
 from __future__ import annotations
 
 import os
+import threading
 
 import numpy as np
 import pytest
@@ -80,7 +81,6 @@ def test_other_configuration_gets_its_own_ring() -> None:
 
 
 def test_prepared_ring_is_the_one_the_first_acquisition_gets() -> None:
-    import threading
     pool = RingPool()
     pool.prepare(CFG)
     stream = FrameStream(20, ring=CFG, pool=pool)

@@ -46,7 +46,9 @@ from numba import njit
 from libertem_live.errors import AcquisitionError
 
 _ALIGN = 4096
-_FRAME_ALIGN = 16
+FRAME_ALIGN = 16
+"""Every frame's offset in a slot is a multiple of this; receivers that write
+many frames at once (:meth:`RingWriter.lease`) must keep it."""
 OFFSET, SIZE, AUX = 0, 1, 2
 SKIPPED, DECODED = 1, 2
 """Kinds of a frame's ``consumed`` mark (its low two bits) once it is free:
@@ -55,17 +57,26 @@ ledger's decoded count needs no message from the workers."""
 
 
 @njit(nogil=True, cache=True)
-def _mark(row: np.ndarray, lo: int, hi: int, gen: int, decoded: np.ndarray,
-          only_unmarked: bool) -> None:
-    """``row[lo:hi]`` = ``gen << 2 | kind``, kind DECODED where ``decoded[i - lo]``
-    else SKIPPED; with ``only_unmarked``, marks of this generation stay.  One
-    store per element, never a ``memset``/``memcpy`` (see the module doc)."""
+def _mark(row: np.ndarray, lo: int, hi: int, gen: int, kind: int, only_unmarked: bool,
+          decoded_rows: np.ndarray) -> None:
+    """``row[lo:hi]`` = ``gen << 2 | kind``, and DECODED for the frames listed
+    in ``decoded_rows`` (absolute rows); with ``only_unmarked``, marks of this
+    generation stay.  One store per frame, never a ``memset``/``memcpy`` (see
+    the module doc)."""
     base = gen << 2
     for i in range(lo, hi):
-        if only_unmarked and (row[i] >> 2) == gen:
-            continue
-        row[i] = base | (DECODED if decoded[i - lo] else SKIPPED)
+        if not (only_unmarked and (row[i] >> 2) == gen):
+            row[i] = base | kind
+    for r in decoded_rows:
+        row[r] = base | DECODED
 
+
+_NO_ROWS = np.zeros(0, dtype=np.int64)
+
+
+def frame_aligned(n: int) -> int:
+    """``n`` rounded up to :data:`FRAME_ALIGN` (where the next frame may start)."""
+    return _up(n, FRAME_ALIGN)
 
 
 def _up(n: int, align: int) -> int:
@@ -110,7 +121,7 @@ class RingViews:
     def release(self, slot: int, lo: int, hi: int, gen: int) -> None:
         """Frames ``lo..hi`` of ``slot`` (filling ``gen``) are done with; those
         not marked yet count as skipped."""
-        _mark(self.consumed[slot], lo, hi, gen, np.zeros(hi - lo, np.bool_), True)
+        _mark(self.consumed[slot], lo, hi, gen, SKIPPED, True, _NO_ROWS)
 
     def finish(self, slot: int, lo: int, hi: int, gen: int,
                decoded: list[np.ndarray] | None) -> None:
@@ -118,12 +129,11 @@ class RingViews:
         ``gen``): all decoded (``decoded`` None) or those rows decoded and the
         rest skipped.  The moment the last mark lands, the receiver may take
         the slot again."""
-        mask = np.ones(hi - lo, np.bool_)
-        if decoded is not None:
-            mask[:] = False
-            for rows in decoded:
-                mask[rows - lo] = True
-        _mark(self.consumed[slot], lo, hi, gen, mask, False)
+        if decoded is None:
+            _mark(self.consumed[slot], lo, hi, gen, DECODED, False, _NO_ROWS)
+            return
+        rows = np.concatenate(decoded) if decoded else _NO_ROWS
+        _mark(self.consumed[slot], lo, hi, gen, SKIPPED, False, rows.astype(np.int64))
 
 
 @dataclass(frozen=True)
@@ -153,7 +163,7 @@ class Ring:
     def __init__(self, num_slots: int = 64, slot_bytes: int = 4 << 20, max_frames: int = 256):
         if num_slots < 2:
             raise ValueError("a ring needs at least two slots")
-        self.spec_without_name = (num_slots, _up(slot_bytes, _FRAME_ALIGN), max_frames)
+        self.spec_without_name = (num_slots, frame_aligned(slot_bytes), max_frames)
         probe = RingSpec("", *self.spec_without_name)
         self._shm = shared_memory.SharedMemory(create=True, size=probe.total_bytes)
         self.spec = RingSpec(self._shm.name, *self.spec_without_name)
@@ -328,7 +338,7 @@ class RingWriter:
         table[SIZE, row] = nbytes
         table[AUX, row] = aux
         self._count += 1
-        self._fill = _up(self._fill + nbytes, _FRAME_ALIGN)
+        self._fill = frame_aligned(self._fill + nbytes)
 
     def commit_shared(self, nbytes: int, count: int) -> None:
         """Book ``count`` consecutive frames that share one stored record (a
@@ -346,7 +356,7 @@ class RingWriter:
         table[SIZE, row:row + count] = nbytes
         table[AUX, row:row + count] = np.arange(count)
         self._count += count
-        self._fill = _up(self._fill + nbytes, _FRAME_ALIGN)
+        self._fill = frame_aligned(self._fill + nbytes)
 
     def room_for(self, index: int, nbytes: int, count: int) -> bool:
         """Whether the current slot can take a record of ``count`` frames

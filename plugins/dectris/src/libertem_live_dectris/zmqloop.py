@@ -31,6 +31,8 @@ from typing import Any
 import numpy as np
 from numba import njit, types
 
+from libertem_live.transport.ring import FRAME_ALIGN  # frozen into the cached kernel
+
 log = logging.getLogger(__name__)
 
 MSG_BYTES = 64
@@ -231,7 +233,7 @@ if AVAILABLE:
                 _close(base + i * MSG_BYTES)
             state[S_HELD] = 0
             state[S_COUNT] = count + 1
-            state[S_FILL] = (fill + size + 15) // 16 * 16
+            state[S_FILL] = (fill + size + FRAME_ALIGN - 1) // FRAME_ALIGN * FRAME_ALIGN
             state[S_FRAME] += 1
             stored += 1
         return DONE

@@ -33,6 +33,7 @@ from libertem_live.errors import (
 )
 from libertem_live.protocols import FrameFormat
 from libertem_live.reconnect import connect_with_backoff
+from libertem_live.transport.ring import frame_aligned
 from libertem_live.transport.stream import FrameStream
 
 from .batch import ExpectedHeader, SlotScatter, table_rows
@@ -48,16 +49,11 @@ log = logging.getLogger(__name__)
 POLL_S = 0.05  # SO_RCVTIMEO: how late a stop request / idle timeout is noticed
 FLUSH_S = 0.02  # publish a partly filled ring slot at least this often
 MAX_HEADER_MESSAGE = 1 << 20  # an HDR larger than this is garbage, not a header
-_FRAME_ALIGN = 16  # ring payload offsets (the core's RingWriter keeps them 16-byte aligned)
 
 #: counter depth -> the dtype that holds its values (protocols.md 2.3)
 DEPTH_DTYPES = {1: np.uint8, 6: np.uint8, 12: np.uint16, 24: np.uint32}
 _FORMAT_DTYPES = {"U01": np.uint8, "U08": np.uint8, "U16": np.uint16, "U32": np.uint32,
                   "U64": np.uint64}
-
-
-def _up16(n: int) -> int:
-    return (n + _FRAME_ALIGN - 1) // _FRAME_ALIGN * _FRAME_ALIGN
 
 
 def dtype_for(pixel_format: str, counter_depth: Optional[int]) -> np.dtype:
@@ -505,7 +501,7 @@ class FrameReceiver:
         dest = writer.reserve(0, payload)
         self._fill(dest, 0, 0, stream, writer, "the payload of frame 1", False)
         writer.commit(payload)
-        scatter = SlotScatter(len(head), payload, _up16(payload), stream.spec.max_frames)
+        scatter = SlotScatter(len(head), payload, frame_aligned(payload), stream.spec.max_frames)
         try:
             self._receive(stream, writer, scatter, 1)
         finally:
