@@ -5,6 +5,28 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from numba import njit
+
+_KINDS = "uif"
+
+
+@njit(nogil=True, cache=True)
+def _cast_frames(src: np.ndarray, offsets: np.ndarray, sizes: np.ndarray, frame_bytes: int,
+                 itemsize: int, out: np.ndarray) -> int:
+    """``out[i] = src[offsets[i] // itemsize:][:npix]`` for each frame, with the
+    dtype conversion in the same pass; returns the first frame whose size or
+    place is wrong, or -1."""
+    npix = out.shape[1]
+    for i in range(out.shape[0]):
+        o = offsets[i]
+        if sizes[i] != frame_bytes or o % itemsize != 0 or o // itemsize + npix > src.shape[0]:
+            return i
+        e = o // itemsize
+        frame = src[e:e + npix]
+        row = out[i]
+        for j in range(npix):
+            row[j] = frame[j]
+    return -1
 
 
 class RawDecoder:
@@ -12,6 +34,7 @@ class RawDecoder:
         self.dtype = np.dtype(dtype)
         self.sig_shape = tuple(sig_shape)
         self.frame_bytes = self.dtype.itemsize * math.prod(self.sig_shape)
+        self._compiled = self.dtype.kind in _KINDS and self.dtype.isnative
 
     def decode(self, data: np.ndarray, offsets: np.ndarray, sizes: np.ndarray,
                aux: np.ndarray, out: np.ndarray) -> None:
@@ -19,6 +42,13 @@ class RawDecoder:
         if n == 0:
             return
         fb = self.frame_bytes
+        if self._compiled and out.flags.c_contiguous and out.dtype.kind in _KINDS \
+                and out.dtype.isnative:
+            isz = self.dtype.itemsize
+            src = data[:len(data) // isz * isz].view(self.dtype)
+            bad_i = _cast_frames(src, offsets, sizes, fb, isz, out.reshape(n, -1))
+            if bad_i < 0:
+                return
         bad = np.flatnonzero(sizes != fb)
         if len(bad):
             i = int(bad[0])
