@@ -14,16 +14,20 @@ def start_receiver(stream: FrameStream, frames: np.ndarray, nimages: int,
     the scan is longer than the array; flushes every ``frames_per_stack``."""
     count = nimages if truncate_after is None else min(nimages, truncate_after)
     pool = len(frames)
+    rows = np.ascontiguousarray(frames).reshape(pool, -1).view(np.uint8)
 
     def run(stream: FrameStream) -> None:
         writer = stream.writer()
         stop = stream.stop_event
         if delay_s and stop.wait(delay_s):
             return
-        for i in range(count):
+        i = 0
+        while i < count:
             if stop.is_set():
                 return
-            writer.put(i, frames[i % pool].reshape(-1).view(np.uint8))
+            first = i % pool
+            n = max(1, min(count - i, pool - first, frames_per_stack - writer.pending))
+            i += writer.put_frames(i, rows[first:first + n])
             if writer.pending >= frames_per_stack:
                 writer.flush()
         writer.flush()
