@@ -317,11 +317,12 @@ def main() -> None:
     if driver_rows:
         _print_driver(driver_rows)
     print(f"{'mode':6} {'frames':>7} {'frames/s':>9} {'MB/s':>6} {'range MB/s':>12} "
-          f"{'main RSS':>9} {'tree PSS':>9} ok")
+          f"{'CPU us/frame':>12} {'main RSS':>9} {'tree PSS':>9} ok")
     for r in rows:
         rng = f"{r['MB_per_s_range'][0]}-{r['MB_per_s_range'][1]}"
         print(f"{r['mode']:6} {r['frames']:>7} {r['frames_per_s']:>9} {r['MB_per_s']:>6} "
-              f"{rng:>12} {r['peak_main_rss_MiB']:>7}Mi {r['peak_tree_pss_MiB'] or '-':>7}Mi "
+              f"{rng:>12} {r.get('cpu_us_per_frame') or '-':>12} "
+              f"{r['peak_main_rss_MiB']:>7}Mi {r['peak_tree_pss_MiB'] or '-':>7}Mi "
               f"{r['result_ok']}")
     out = HERE / "results"
     out.mkdir(exist_ok=True)

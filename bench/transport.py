@@ -22,6 +22,7 @@ def expected(pool: np.ndarray, nframes: int) -> np.ndarray:
 
 
 def run(mode: str, nframes: int, repeat: int, fpp: int) -> dict:
+    import psutil
     from libertem.udf.sum import SumUDF
 
     from libertem_live.api import LiveContext
@@ -34,11 +35,24 @@ def run(mode: str, nframes: int, repeat: int, fpp: int) -> dict:
     ctx = LiveContext()
     ring = RingConfig(num_slots=16, slot_bytes=16 * pool[0].nbytes, max_frames=16)
     ring_frames = ring.num_slots * ring.max_frames
-    walls, ok = [], True
+    walls, cpus, ok = [], [], True
     # one connection for all runs, as at the microscope (it keeps its ring)
     conn = ctx.make_connection("memory").open(
         data=pool, nav_shape=(nframes,), frames_per_stack=16, ring=ring)
     try:
+        def tree_cpu() -> float:
+            """CPU seconds of this process and its workers: steadier than
+            wall time on a VM whose speed drifts, and what a change saves."""
+            me = psutil.Process()
+            total = 0.0
+            for proc in [me] + me.children(recursive=True):
+                try:
+                    t = proc.cpu_times()
+                    total += t.user + t.system
+                except psutil.Error:
+                    pass
+            return total
+
         def once(n: int) -> float:
             nonlocal ok
             if mode == "ring":
@@ -58,7 +72,9 @@ def run(mode: str, nframes: int, repeat: int, fpp: int) -> dict:
         once(2 * fpp)  # warm-up: worker imports, numba, page faults
         with MemWatch() as mem:
             for _ in range(repeat):
+                c0 = tree_cpu()
                 walls.append(once(nframes))
+                cpus.append(tree_cpu() - c0)
     finally:
         conn.close()
         ctx.close()
@@ -71,6 +87,7 @@ def run(mode: str, nframes: int, repeat: int, fpp: int) -> dict:
         "median_s": round(wall, 3), "frames_per_s": round(nframes / wall),
         "MB_per_s": round(mb / wall), "MB_per_s_range": [round(mb / max(walls)),
                                                          round(mb / min(walls))],
+        "cpu_us_per_frame": round(sorted(cpus)[len(cpus) // 2] / nframes * 1e6),
         "peak_main_rss_MiB": round(mem.peak_main_rss / 2**20),
         "peak_tree_pss_MiB": round(mem.peak_tree_pss / 2**20),
         "result_ok": ok,
