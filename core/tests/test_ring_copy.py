@@ -25,6 +25,11 @@ def test_stream_copy_copies_exactly_and_nothing_else(length: int, shift: int) ->
     assert (dst_buf[:shift] == 0xAB).all() and (dst_buf[shift + length:] == 0xAB).all()
 
 
+def test_stream_copy_refuses_unequal_lengths() -> None:
+    with pytest.raises(ValueError, match="differ in length"):
+        stream_copy(np.zeros(8, np.uint8), np.zeros(9, np.uint8))
+
+
 def test_put_frames_fills_a_slot_and_goes_on_in_the_next() -> None:
     ring = Ring(num_slots=3, slot_bytes=3 * 48, max_frames=8)
     got: list[Stack] = []

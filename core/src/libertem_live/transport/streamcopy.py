@@ -58,6 +58,8 @@ def stream_copy(dst: np.ndarray, src: np.ndarray) -> None:
     """``dst[:] = src`` for contiguous 1-D uint8 arrays of equal length,
     bypassing the caches for the 16-byte-aligned middle."""
     n = src.shape[0]
+    if dst.shape[0] != n:
+        raise ValueError("stream_copy: source and destination differ in length")
     head = min(n, (-dst.ctypes.data) & (_VEC - 1))
     for i in range(head):
         dst[i] = src[i]
