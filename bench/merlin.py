@@ -54,31 +54,6 @@ def stop_sim(proc: subprocess.Popen) -> None:
     sim_proc.stop(proc)
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU of these processes (all their threads, dead ones too)."""
-    tck = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for pid in pids:
-        try:
-            fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / tck
-    return total
-
-
-def client_pids(exclude: int) -> list[int]:
-    """This process and its children (the LiberTEM workers), not the simulator."""
-    me = os.getpid()
-    kids: list[int] = []
-    for tid in os.listdir(f"/proc/{me}/task"):
-        try:
-            kids += [int(c) for c in open(f"/proc/{me}/task/{tid}/children").read().split()]
-        except OSError:
-            pass
-    return [me] + [k for k in kids if k != exclude]
-
-
 def recv_only(conn, ctl, n: int, trigger: bool) -> float:
     """Receiver alone: frames land in the ring and are released as soon as a
     stack is published (what a worker does after decoding)."""
@@ -118,6 +93,7 @@ def main() -> None:
     from libertem.udf.sum import SumUDF
 
     from libertem_live.api import LiveContext
+    from cpu import client_pids, cpu_seconds
     from memwatch import MemWatch
 
     nav = tuple(a.nav)

@@ -22,11 +22,11 @@ def expected(pool: np.ndarray, nframes: int) -> np.ndarray:
 
 
 def run(mode: str, nframes: int, repeat: int, fpp: int) -> dict:
-    import psutil
     from libertem.udf.sum import SumUDF
 
     from libertem_live.api import LiveContext
     from libertem_live.transport.stream import RingConfig
+    from cpu import client_pids, cpu_seconds
     from memwatch import MemWatch
     from queue_path import QueueDataSet
 
@@ -40,19 +40,6 @@ def run(mode: str, nframes: int, repeat: int, fpp: int) -> dict:
     conn = ctx.make_connection("memory").open(
         data=pool, nav_shape=(nframes,), frames_per_stack=16, ring=ring)
     try:
-        def tree_cpu() -> float:
-            """CPU seconds of this process and its workers: steadier than
-            wall time on a VM whose speed drifts, and what a change saves."""
-            me = psutil.Process()
-            total = 0.0
-            for proc in [me] + me.children(recursive=True):
-                try:
-                    t = proc.cpu_times()
-                    total += t.user + t.system
-                except psutil.Error:
-                    pass
-            return total
-
         def once(n: int) -> float:
             nonlocal ok
             if mode == "ring":
@@ -72,9 +59,9 @@ def run(mode: str, nframes: int, repeat: int, fpp: int) -> dict:
         once(2 * fpp)  # warm-up: worker imports, numba, page faults
         with MemWatch() as mem:
             for _ in range(repeat):
-                c0 = tree_cpu()
+                c0 = cpu_seconds(client_pids())
                 walls.append(once(nframes))
-                cpus.append(tree_cpu() - c0)
+                cpus.append(cpu_seconds(client_pids()) - c0)
     finally:
         conn.close()
         ctx.close()
