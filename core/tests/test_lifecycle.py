@@ -78,7 +78,7 @@ def test_timeout_is_reported_with_ledger(ctx, data) -> None:
         with pytest.raises(AcquisitionTimeoutError) as info:
             ctx.run_udf(dataset=aq, udf=SumUDF())
     msg = str(info.value)
-    assert "no frame from the memory detector within 0.5 s" in msg
+    assert "no frame at all from the memory detector for 0.5 s" in msg
     assert "received=0" in msg and "expected=60" in msg
 
 

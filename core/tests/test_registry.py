@@ -115,7 +115,7 @@ def on_ready_for_data(env):
     CALLS.append(("ready", tuple(env.aq.shape.nav)))
 """,
         "toy_mem_mod": """
-from libertem_live.detectors.memory import libertem_live_detectors
+from libertem_live.detectors.memory.plugin import libertem_live_detectors
 """,
     })
     make_dist(tmp_path, "toy-mem", "1.0", {"memory": "toy_mem_mod"}, {})

@@ -51,16 +51,41 @@ class FrameOrderError(AcquisitionError):
     """Frames arrived out of sequence (gap, duplicate or foreign series)."""
 
 
+class FrameGapError(FrameOrderError):
+    """Frames are missing in the middle of the stream: the detector skipped
+    them or the network lost them.  The ledger books them as missing."""
+
+
+class DuplicateFrameError(FrameOrderError):
+    """A frame arrived twice, or a frame older than the last one arrived
+    (out of order)."""
+
+
 class DecodeError(AcquisitionError):
-    """A frame's payload could not be decoded."""
+    """A frame's payload could not be decoded (corrupt or truncated)."""
+
+
+class FrameFormatError(DecodeError):
+    """A frame's shape, pixel type or encoding differs from what the
+    acquisition announced."""
 
 
 class AcquisitionTimeoutError(AcquisitionError, TimeoutError):
     """No data arrived within the configured timeout."""
 
 
+class StalledError(AcquisitionTimeoutError):
+    """The detector stopped sending in the middle of a message."""
+
+
 class DetectorConnectionError(AcquisitionError, ConnectionError):
     """The detector (or its simulator) could not be reached or went away."""
+
+
+class MissingEndWarning(UserWarning):
+    """Every expected frame arrived, but the detector's end-of-series marker
+    did not follow in time.  The result is complete; the warning says the
+    detector may still think it is acquiring."""
 
 
 class AcquisitionStateError(LiveError, RuntimeError):

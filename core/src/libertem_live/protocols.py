@@ -36,6 +36,28 @@ class FrameDecoder(Protocol):
                aux: np.ndarray, out: np.ndarray) -> None: ...
 
 
+@runtime_checkable
+class WarmableDecoder(FrameDecoder, Protocol):
+    """A decoder whose kernels compile on first use: the LiveContext calls
+    ``warmup("float32")`` once in every worker before the first acquisition
+    that uses a decoder with this ``warmup_key`` (any hashable; decoders that
+    share kernels share the key), so the first frames are not late."""
+
+    warmup_key: Any
+
+    def warmup(self, dtype: str) -> None: ...
+
+
+@runtime_checkable
+class SparseDecoder(FrameDecoder, Protocol):
+    """A decoder of a sparse format (``FrameFormat(sparse=True)``): UDFs that
+    take sparse tiles get a CSR matrix of shape ``(n, prod(sig_shape))``
+    without a dense frame in between."""
+
+    def decode_csr(self, data: np.ndarray, offsets: np.ndarray, sizes: np.ndarray,
+                   aux: np.ndarray) -> Any: ...
+
+
 @dataclass
 class FrameFormat:
     """What the frames of an acquisition look like once decoded."""

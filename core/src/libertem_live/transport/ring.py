@@ -339,6 +339,7 @@ class RingWriter:
         self._first = 0
         self._count = 0
         self._fill = 0
+        self._flushed = 0
         views = ring.views
         self._table = views.table
         self._payload = views.payload
@@ -472,6 +473,11 @@ class RingWriter:
     def pending(self) -> int:
         return self._count
 
+    @property
+    def frames(self) -> int:
+        """Frames written through this writer so far, published or not."""
+        return self._flushed + self._count
+
     def flush(self) -> None:
         if self._slot is None:
             return
@@ -480,6 +486,8 @@ class RingWriter:
         if count == 0:
             self.ring.abandon(slot)
             return
+        self._flushed += count
+        self._count = 0
         self.ring.publish(slot, count)
         gen = int(self.ring.views.generation[slot])
         self._publish(Stack(slot=slot, first=self._first, count=count, gen=gen))

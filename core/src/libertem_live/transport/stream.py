@@ -13,7 +13,8 @@ import time
 from typing import Callable
 
 from libertem_live.errors import (
-    AcquisitionError, AcquisitionTimeoutError, StreamTruncatedError,
+    AcquisitionError, AcquisitionTimeoutError, DuplicateFrameError, FrameGapError,
+    StreamTruncatedError,
 )
 from libertem_live.ledger import Ledger
 from libertem_live.transport.pool import RingPool
@@ -120,9 +121,7 @@ class FrameStream:
                 raise err from None
             if isinstance(item, Stack):
                 if item.first != self._next_index:
-                    err2 = AcquisitionError(
-                        f"internal error: stack starts at frame {item.first}, expected "
-                        f"{self._next_index}", self.ledger)
+                    err2 = self._out_of_sequence(item)
                     self._error = err2
                     raise err2
                 self._next_index = item.first + item.count
@@ -140,6 +139,27 @@ class FrameStream:
             )
             self._error = err3
             raise err3
+
+    def _out_of_sequence(self, item: Stack) -> AcquisitionError:
+        """A stack that does not follow the last one.  The receiver wrote the
+        frames under the indices the detector gave them, so a jump forward is
+        a gap in the detector's numbering (booked as missing) and a step back
+        is a duplicate or a frame out of order."""
+        self.ring.release(item.slot, 0, item.count, item.gen)
+        nxt = self._next_index
+        if item.first > nxt:
+            self.ledger.report_missing(nxt, item.first - nxt)
+            self.ledger.finish_short()
+            return FrameGapError(
+                f"frames {nxt}..{item.first - 1} never came from the {self.source}: the "
+                f"stream jumped from frame {nxt - 1} to frame {item.first}. The detector "
+                "skipped them or the network dropped them; check the link and the "
+                "detector's frame counter, then repeat the scan", self.ledger)
+        self.ledger.finish_short()
+        return DuplicateFrameError(
+            f"frame {item.first} came from the {self.source} again after frame {nxt - 1} "
+            "(a duplicate or a frame out of order); the scan cannot be assembled safely. "
+            "Check that only one detector sends to this port", self.ledger)
 
     def drain(self) -> None:
         """Release every frame still queued (acquisition over or cancelled)."""

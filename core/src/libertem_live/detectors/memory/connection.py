@@ -7,19 +7,16 @@ from typing import Any
 
 import numpy as np
 
+from libertem_live.driver import (
+    BaseConnection, Fault, FrameFormat, FrameStream, PendingStream, RawDecoder, RingConfig,
+    parse_fault,
+)
 from libertem_live.detectors.memory.controller import MemoryController
-from libertem_live.detectors.memory.decode import RawDecoder
-from libertem_live.detectors.memory.receiver import start_receiver
-from libertem_live.errors import AcquisitionStateError
-from libertem_live.pending import PendingStream
-from libertem_live.protocols import FrameFormat
-from libertem_live.transport.pool import RingPool
-from libertem_live.transport.stream import FrameStream, RingConfig
+from libertem_live.detectors.memory.receiver import SUPPORTED_FAULTS, MemoryFraming
 
 
 class MemoryPending(PendingStream):
     def __init__(self, conn: MemoryConnection, stream: FrameStream):
-        self._conn = conn
         self._stream: FrameStream | None = stream
         self.nimages = conn.nframes
         self.nav_shape: tuple[int, ...] | None = (
@@ -27,15 +24,15 @@ class MemoryPending(PendingStream):
         self.format = conn.frame_format()
 
 
-
-class MemoryConnection:
+class MemoryConnection(BaseConnection):
     detector_name = "memory"
 
     def __init__(self, data: np.ndarray, *, sig_dims: int = 2, frames_per_stack: int = 64,
                  truncate_after: int | None = None, passive_count: int | None = None,
                  timeout: float = 10.0, ring: RingConfig | None = None,
                  start_delay: float = 0.0, announce_nav_shape: bool = True,
-                 nav_shape: tuple[int, ...] | None = None, sparse: bool = False):
+                 nav_shape: tuple[int, ...] | None = None, sparse: bool = False,
+                 fault: str | Fault | None = None):
         data = np.asarray(data)
         if data.ndim < sig_dims + 1:
             raise ValueError(
@@ -44,26 +41,29 @@ class MemoryConnection:
             )
         self.data = data
         self.sig_shape = tuple(data.shape[-sig_dims:])
-        self._pool = data.reshape((-1,) + self.sig_shape)
+        self._frames = data.reshape((-1,) + self.sig_shape)
         self.nav_shape = tuple(data.shape[:-sig_dims]) if nav_shape is None else tuple(nav_shape)
         self.nframes = int(math.prod(self.nav_shape))
         self.frames_per_stack = frames_per_stack
         self.truncate_after = truncate_after
         self.passive_count = passive_count
-        self.timeout = timeout
-        frame_bytes = data.dtype.itemsize * math.prod(self.sig_shape)
-        self.ring = ring or RingConfig(
-            num_slots=16, slot_bytes=max(frame_bytes * frames_per_stack, 1 << 16),
-            max_frames=frames_per_stack,
-        )
         self.start_delay = start_delay
         self.announce_nav_shape = announce_nav_shape
         self.sparse = sparse
-        self._lock = threading.Lock()
-        self._streams: list[FrameStream] = []
-        self._rings = RingPool()
-        self._rings.prepare(self.ring)
-        self._closed = False
+        self.fault = None if fault is None else parse_fault(fault)
+        if self.fault is not None and self.fault.kind not in SUPPORTED_FAULTS:
+            raise ValueError(f"the memory driver cannot inject {self.fault.kind.value!r}; "
+                             f"it can: {sorted(k.value for k in SUPPORTED_FAULTS)}")
+        frame_bytes = data.dtype.itemsize * math.prod(self.sig_shape)
+        super().__init__(timeout=timeout, ring=ring or RingConfig(
+            num_slots=16, slot_bytes=max(frame_bytes * frames_per_stack, 1 << 16),
+            max_frames=frames_per_stack,
+        ))
+        self.open()
+
+    @property
+    def source(self) -> str:
+        return "memory detector"
 
     def frame_format(self) -> FrameFormat:
         return FrameFormat(
@@ -73,31 +73,20 @@ class MemoryConnection:
             metadata={"detector": "memory"},
         )
 
-    def _check_open(self) -> None:
-        if self._closed:
-            raise AcquisitionStateError(
-                "this memory connection is closed; open a new one or use `with conn:`"
-            )
-
-    def start_stream(self, nimages: int) -> FrameStream:
-        self._check_open()
-        stream = FrameStream(nimages, ring=self.ring, timeout=self.timeout,
-                             source="memory detector", pool=self._rings)
-        start_receiver(stream, self._pool, nimages, self.frames_per_stack,
-                       self.truncate_after, self.start_delay)
-        with self._lock:
-            self._streams = [s for s in self._streams if not s.closed] + [stream]
-        return stream
+    def start_series(self, nimages: int) -> FrameStream:
+        framing = MemoryFraming(self._frames, nimages, self.frames_per_stack,
+                                self.truncate_after, self.start_delay, self.fault)
+        return self.start_stream(nimages, framing)
 
     def wait_for_acquisition(self, timeout: float | None = None) -> MemoryPending | None:
-        self._check_open()
+        self.check_idle()
         if self.passive_count is not None:
             if self.passive_count <= 0:
                 if timeout:
                     threading.Event().wait(timeout)
                 return None
             self.passive_count -= 1
-        return MemoryPending(self, self.start_stream(self.nframes))
+        return MemoryPending(self, self.start_series(self.nframes))
 
     def announce(self, count: int = 1) -> None:
         """Stand-in for external software arming the detector: makes ``count``
@@ -110,31 +99,4 @@ class MemoryConnection:
         """The memory detector takes any settings (``trigger_mode=...``,
         ``frame_time=...``) so that scripts for real detectors run on it; they
         are recorded in the acquisition's metadata, not interpreted."""
-        return MemoryController(self, settings)
-
-    def open(self) -> MemoryConnection:
-        if self._closed:
-            self._rings = RingPool()
-            self._rings.prepare(self.ring)
-        self._closed = False
-        return self
-
-    def close(self) -> None:
-        with self._lock:
-            streams, self._streams = self._streams, []
-        for s in streams:
-            s.close()
-        self._rings.close()
-        self._closed = True
-
-    def __enter__(self) -> MemoryConnection:
-        if self._closed:
-            self.open()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-
-def open_connection(data: np.ndarray, **params: Any) -> MemoryConnection:
-    return MemoryConnection(data, **params)
+        return MemoryController(settings)

@@ -3,17 +3,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from libertem_live.errors import NavShapeError
-from libertem_live.protocols import FrameFormat
-from libertem_live.transport.stream import FrameStream
+from libertem_live.driver import FrameFormat, FrameStream, NavShapeError
 
 if TYPE_CHECKING:
     from libertem_live.detectors.memory.connection import MemoryConnection
 
 
 class MemoryController:
-    def __init__(self, conn: MemoryConnection, settings: dict[str, Any] | None = None):
-        self._conn = conn
+    def __init__(self, settings: dict[str, Any] | None = None):
         self.settings = dict(settings or {})
         self.armed = 0
         self.stopped = 0
@@ -30,7 +27,7 @@ class MemoryController:
                 f"asks for {nimages}"
             )
         self.armed += 1
-        return conn.start_stream(nimages)
+        return conn.start_series(nimages)
 
     def stop(self, conn: MemoryConnection, stream: FrameStream,
              error: BaseException | None) -> None:

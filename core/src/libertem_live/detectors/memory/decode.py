@@ -1,4 +1,4 @@
 """Frames of the memory driver are raw pixels."""
-from libertem_live.transport.raw import RawDecoder
+from libertem_live.driver import RawDecoder
 
 __all__ = ["RawDecoder"]

@@ -1,0 +1,30 @@
+"""Registers the memory driver; imports nothing heavy (listing drivers stays cheap)."""
+from __future__ import annotations
+
+from typing import Any
+
+from libertem_live.driver import PLUGIN_API_VERSION, DetectorInfo, hookimpl
+
+
+def open_connection(data: Any, **params: Any) -> Any:
+    from libertem_live.detectors.memory.connection import MemoryConnection
+    return MemoryConnection(data, **params)
+
+
+@hookimpl
+def libertem_live_detectors() -> list[DetectorInfo]:
+    return [DetectorInfo(
+        name="memory",
+        open=open_connection,
+        plugin_api=PLUGIN_API_VERSION,
+        description="streams a numpy array (nav + sig) like a detector; for tests and demos",
+        parameters={
+            "data": "array of shape nav_shape + sig_shape",
+            "nav_shape": "scan shape, if longer than the array (frames repeat)",
+            "frames_per_stack": "frames the receiver writes per ring slot",
+            "truncate_after": "end the stream after this many frames (fault injection)",
+            "fault": "a stream fault to inject, e.g. 'frame_gap@5' (see FaultKind)",
+            "passive_count": "acquisitions wait_for_acquisition announces (None: unlimited)",
+            "timeout": "seconds without frames before an acquisition fails",
+        },
+    )]
