@@ -81,6 +81,7 @@ class ReceiveLoop:
         self.ended = threading.Event()
         """Set when the end marker was read (or the loop gave up waiting)."""
         self._complete_at: float | None = None
+        self._out: RingWriter | None = None
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         stream.on_close(self.stop)
 
@@ -105,12 +106,24 @@ class ReceiveLoop:
                 log.warning("%s: after the last frame: %s", self.source, e)
                 stream.ledger.note(f"after the last frame: {e}")
             elif not stream.stopped:
+                self._publish_what_came()
                 stream.fail(self._translate(e))
         finally:
             self.ended.set()
 
+    def _publish_what_came(self) -> None:
+        """Frames complete before a failure still count (and get processed)."""
+        out = self._out
+        if out is None:
+            return
+        try:
+            out.flush()
+            self.frames = out.frames
+        except Exception:  # noqa: BLE001 - the original error matters more
+            log.debug("could not publish the frames before the failure", exc_info=True)
+
     def _receive(self, stream: FrameStream) -> None:
-        out = stream.writer()
+        out = self._out = stream.writer()
         stop = stream.stop_event
         expected = stream.expected
         receive = self.framing.receive
@@ -138,13 +151,13 @@ class ReceiveLoop:
                 last_flush = now
             if not more:
                 break
-            if expected is not None and n >= expected:
+            if expected is not None and out.next_index >= expected:
                 self._all_frames_in(out, expected)
                 return
             if now - last_frame > self.timeout:
                 raise IdleTimeout(f"no frame for {self.timeout:g} s")
         out.flush()
-        if expected is not None and self.frames < expected:
+        if expected is not None and out.next_index < expected:
             raise StreamTruncatedError(
                 f"the {self.source} ended the series after {self.frames} frames, but "
                 f"{expected} were expected; check the detector's frame count (it must equal the scan's "
@@ -156,10 +169,10 @@ class ReceiveLoop:
         no more), then read the end marker so that the next series starts
         on a clean stream."""
         out.flush()
-        if self.frames > expected:
+        if out.next_index > expected:
             raise AcquisitionError(
-                f"the {self.source} sent {self.frames} frames, but the series announced "
-                f"{expected}")
+                f"the {self.source} sent frame {out.next_index - 1}, but the series "
+                f"announced {expected} frames (0..{expected - 1})")
         self.stream.finish()
         self._complete_at = time.monotonic()
         deadline = self._complete_at + self.end_timeout
@@ -171,7 +184,7 @@ class ReceiveLoop:
                 more = False
             except IdleTimeout:
                 more = True
-            if out.frames > expected:
+            if out.frames > self.frames:
                 out.flush()
                 raise AcquisitionError(
                     f"the {self.source} sent more frames than the {expected} announced; "

@@ -340,6 +340,7 @@ class RingWriter:
         self._count = 0
         self._fill = 0
         self._flushed = 0
+        self._end = 0
         views = ring.views
         self._table = views.table
         self._payload = views.payload
@@ -478,6 +479,12 @@ class RingWriter:
         """Frames written through this writer so far, published or not."""
         return self._flushed + self._count
 
+    @property
+    def next_index(self) -> int:
+        """The index after the last frame written (where the series stands,
+        counting a skipped frame as passed and a repeated one once)."""
+        return self._first + self._count if self._slot is not None else self._end
+
     def flush(self) -> None:
         if self._slot is None:
             return
@@ -487,6 +494,7 @@ class RingWriter:
             self.ring.abandon(slot)
             return
         self._flushed += count
+        self._end = self._first + count
         self._count = 0
         self.ring.publish(slot, count)
         gen = int(self.ring.views.generation[slot])

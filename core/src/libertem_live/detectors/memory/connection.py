@@ -74,8 +74,9 @@ class MemoryConnection(BaseConnection):
         )
 
     def start_series(self, nimages: int) -> FrameStream:
+        fault, self.fault = self.fault, None  # a fault hits the next acquisition only
         framing = MemoryFraming(self._frames, nimages, self.frames_per_stack,
-                                self.truncate_after, self.start_delay, self.fault)
+                                self.truncate_after, self.start_delay, fault)
         return self.start_stream(nimages, framing)
 
     def wait_for_acquisition(self, timeout: float | None = None) -> MemoryPending | None:

@@ -23,7 +23,7 @@ def libertem_live_detectors() -> list[DetectorInfo]:
             "nav_shape": "scan shape, if longer than the array (frames repeat)",
             "frames_per_stack": "frames the receiver writes per ring slot",
             "truncate_after": "end the stream after this many frames (fault injection)",
-            "fault": "a stream fault to inject, e.g. 'frame_gap@5' (see FaultKind)",
+            "fault": "a stream fault for the next acquisition, e.g. 'frame_gap@5' (see FaultKind)",
             "passive_count": "acquisitions wait_for_acquisition announces (None: unlimited)",
             "timeout": "seconds without frames before an acquisition fails",
         },
