@@ -65,3 +65,32 @@ def test_no_way_to_know() -> None:
         navshape.resolve(None, None)
     with pytest.raises(NavShapeError, match="acquisition has 12 images"):
         navshape.resolve((4, 4), 12)
+
+
+def test_active_mode_asks_the_controller_once_with_none() -> None:
+    asked = []
+
+    def hint(n):
+        asked.append(n)
+        return (3, 4)
+
+    assert navshape.resolve((2, -1), None, controller_hint=hint) == (2, 6)
+    assert asked == [None]
+    asked.clear()
+    assert navshape.resolve(None, None, controller_hint=hint) == (3, 4)
+    assert asked == [None]
+
+
+def test_controller_method_is_optional() -> None:
+    class Plain:
+        pass
+
+    class Unsure:
+        def determine_nav_shape(self, nimages):
+            return None
+
+    assert navshape.controller_hint(Plain()) is None
+    with pytest.raises(NavShapeError, match="number of images is unknown"):
+        navshape.resolve(None, None, controller_hint=navshape.controller_hint(Plain()))
+    with pytest.raises(NavShapeError, match="the controller, Unsure, does not know"):
+        navshape.resolve(None, None, controller_hint=navshape.controller_hint(Unsure()))

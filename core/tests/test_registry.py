@@ -134,3 +134,44 @@ from libertem_live.detectors.memory.plugin import libertem_live_detectors
     assert res["intensity"].data.sum() == 6 * 16
     assert toy_scan_mod.CALLS == [("ready", (2, 3))]
     assert user_calls == ["user"]
+
+
+def test_misspelt_hook_is_an_error_naming_distribution_and_hook(tmp_path: Path,
+                                                                 ctx_factory) -> None:
+    make_dist(tmp_path, "toy-typo", "0.3", {"typo": "toy_typo_mod"}, {"toy_typo_mod": """
+from libertem_live.plugin import hookimpl, DetectorInfo
+
+@hookimpl
+def libertem_live_detector():
+    return [DetectorInfo(name="typo", open=dict)]
+"""})
+    make_dist(tmp_path, "toy-scan", "1.1", {"scan": "toy_scan_typo_mod"}, {
+        "toy_scan_typo_mod": _good("scan") + """
+@hookimpl
+def on_ready_for_dta(env):
+    pass
+"""})
+    make_dist(tmp_path, "toy-fine", "1.0", {"fine": "toy_fine_mod"},
+              {"toy_fine_mod": _good("fine")})
+    ctx = ctx_factory(registry_for(tmp_path))
+    with pytest.raises(DriverError) as info:
+        ctx.make_connection("typo")
+    msg = str(info.value)
+    assert "toy-typo 0.3" in msg
+    assert "'libertem_live_detector'" in msg
+    assert "did you mean 'libertem_live_detectors'?" in msg
+    with pytest.raises(DriverError, match=r"toy-scan 1\.1.*'on_ready_for_dta' \(did you "
+                                          r"mean 'on_ready_for_data'\?\)"):
+        ctx.make_connection("scan")
+    assert ctx.make_connection("fine").open() == ("fine", {}), "the others still work"
+
+
+def test_optional_hook_for_another_program_is_allowed(tmp_path: Path, ctx_factory) -> None:
+    make_dist(tmp_path, "toy-opt", "1.0", {"opt": "toy_opt_mod"}, {
+        "toy_opt_mod": _good("opt") + """
+@hookimpl(optionalhook=True)
+def some_other_programs_hook():
+    pass
+"""})
+    ctx = ctx_factory(registry_for(tmp_path))
+    assert ctx.make_connection("opt").open() == ("opt", {})

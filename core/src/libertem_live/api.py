@@ -6,15 +6,16 @@ connections and run UDFs on live acquisitions.  Offline datasets
 """
 from __future__ import annotations
 
-import os
-from typing import Any
+from typing import Any, Callable
 
-from libertem.api import Context, ResultGenerator
+from libertem.api import ResultGenerator
 
 from libertem_live import navshape
+from libertem_live._libertem_compat import ContextOverrides
 from libertem_live.acquisition import LiveAcquisition
 from libertem_live.dispatch import HookDispatcher
-from libertem_live.errors import AcquisitionError, NavShapeError
+from libertem_live.errors import AcquisitionError
+from libertem_live.executor import executor_named, make_default_executor
 from libertem_live.heap import keep_freed_memory
 from libertem_live.hooks import DetermineNavShapeEnv, Hooks
 from libertem_live.protocols import AcquisitionController, DetectorConnection, PendingAcquisition
@@ -39,13 +40,14 @@ class ConnectionBuilder:
         return f"<ConnectionBuilder {self.name!r}>"
 
 
-class LiveContext(Context):
+class LiveContext(ContextOverrides):
     """A LiberTEM context for live processing.
 
     The default executor is LiberTEM's ``PipelinedExecutor`` with one worker
     process per CPU core (and CUDA device), the only local executor that
-    streams data to workers; pass ``executor=`` as with
-    :class:`libertem.api.Context` to choose another (``'inline'`` for debugging).
+    streams data to workers.  ``executor=`` takes a LiberTEM executor object
+    as with :class:`libertem.api.Context`, or a name: ``'pipelined'`` (the
+    default) or ``'inline'`` (everything in this process, for debugging).
 
     It makes this process and its workers keep freed heap memory for reuse
     (see :mod:`libertem_live.heap`; ``LIBERTEM_LIVE_KEEP_HEAP=0`` opts out).
@@ -55,6 +57,8 @@ class LiveContext(Context):
                  registry: Registry | None = None):
         self._registry = registry
         self._warmed: set[Any] = set()
+        if isinstance(executor, str):
+            executor = executor_named(executor)
         super().__init__(executor=executor, plot_class=plot_class)
         keep_freed_memory()
         self.executor.run_each_worker(keep_freed_memory)
@@ -63,20 +67,8 @@ class LiveContext(Context):
     def registry(self) -> Registry:
         return self._registry if self._registry is not None else default_registry()
 
-    def _create_local_executor(self) -> Any:
-        from libertem.utils.devices import detect
-
-        from libertem_live.executor import LivePipelinedExecutor
-        devices = detect()
-        cpus = devices["cpus"]
-        if hasattr(os, "sched_getaffinity"):
-            cpus = list(range(min(len(cpus), len(os.sched_getaffinity(0)))))
-        return LivePipelinedExecutor(
-            spec=LivePipelinedExecutor.make_spec(
-                cpus=cpus or [0], cudas=devices["cudas"], has_cupy=devices["has_cupy"],
-            ),
-            pin_workers=False,
-        )
+    def _default_executor(self) -> Any:
+        return make_default_executor()
 
     # --- connections and acquisitions -------------------------------------------
     def make_connection(self, detector_type: str) -> ConnectionBuilder:
@@ -99,6 +91,11 @@ class LiveContext(Context):
         With ``pending_aq`` (from ``conn.wait_for_acquisition``) the acquisition
         is passive; otherwise it is active, armed by ``controller`` (default:
         ``conn.get_active_controller()``) at the start of every run.
+
+        ``nav_shape`` follows the rules of :mod:`libertem_live.navshape`: in
+        passive mode it may be left out (the hooks, the detector or a square
+        guess decide); in active mode it must be concrete unless the
+        controller's ``determine_nav_shape(None)`` knows the scan shape.
         """
         if conn is None:
             raise TypeError("make_acquisition needs conn=, an open detector connection")
@@ -127,12 +124,8 @@ class LiveContext(Context):
             )
         if controller is None:
             controller = conn.get_active_controller()
-        if nav_shape is None or not navshape.is_concrete(nav_shape):
-            raise NavShapeError(
-                f"active mode needs a concrete nav_shape, got {nav_shape!r}: LiberTEM arms "
-                "the detector for exactly that many frames. Pass nav_shape=(height, width)"
-            )
-        resolved = navshape.validate(nav_shape, None, "make_acquisition")
+        resolved = navshape.resolve(
+            nav_shape, None, controller_hint=navshape.controller_hint(controller), active=True)
         fmt = controller.frame_format(conn)
         self._warm_up(fmt.decoder)
         return LiveAcquisition(
@@ -157,14 +150,15 @@ class LiveContext(Context):
         self._warmed.add(key)
 
     # --- running ------------------------------------------------------------------
-    def _run_sync(self, dataset: Any, udf: Any, roi: Any, corrections: Any, progress: Any,
-                  backends: Any, plots: Any, iterate: bool, copy_needed: bool = False) -> Any:
+    def _live_run(self, dataset: Any, udf: Any, roi: Any, iterate: bool,
+                  libertem_run: Callable[[], Any]) -> Any:
+        """Every UDF run: arm before LiberTEM runs the UDFs, always end after
+        (for an iterated run, when iteration ends)."""
         udfs = list(udf) if isinstance(udf, (list, tuple)) else [udf]
         run = _Run(dataset, udfs, roi)
         run.before()
         try:
-            result = super()._run_sync(dataset, udf, roi, corrections, progress, backends,
-                                       plots, iterate, copy_needed)
+            result = libertem_run()
         except BaseException as e:
             run.finish(e)
             raise  # run.finish raises; this is for type checkers

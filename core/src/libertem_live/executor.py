@@ -1,40 +1,51 @@
-"""The default executor of a LiveContext.
+"""The executors a LiveContext can run on, chosen by name or made by default.
 
-LiberTEM's ``PipelinedExecutor`` does not wait for in-flight tasks when a
-run is cancelled (a live stream that failed); their late responses are
-ignored by the next ``run_tasks`` but confuse ``run_function`` (used by
-``ctx.load``), which expects the next response to be its own.  This
-subclass skips such stale task responses there.
+Live acquisitions need an executor that hands each task its worker queue:
+LiberTEM's ``PipelinedExecutor`` (streams frames to worker processes; our
+subclass :class:`LivePipelinedExecutor` also survives cancelled runs) or the
+``InlineJobExecutor`` (everything in this process, for debugging).
 """
 from __future__ import annotations
 
-import functools
-from typing import Any, Callable, TypeVar
+import os
+from typing import Any
 
-import cloudpickle
-from opentelemetry import trace
-from libertem.executor.pipelined import PipelinedExecutor
+from libertem_live._libertem_compat import LivePipelinedExecutor
 
-T = TypeVar("T")
+#: Names ``LiveContext(executor=...)`` accepts instead of an executor object.
+EXECUTOR_NAMES = ("pipelined", "inline")
 
 
-class LivePipelinedExecutor(PipelinedExecutor):
-    def _run_function(self, fn: Callable[..., T], worker_idx: int, *args: Any,
-                      **kwargs: Any) -> T:
-        self._validate_worker_state()
-        qs = self._pool.get_worker_queues(worker_idx)
-        f = functools.partial(fn, *args, **kwargs)
-        qs.request.put({"type": "RUN_FUNCTION", "fn": cloudpickle.dumps(f),
-                        "span_context": trace.get_current_span().get_span_context()})
-        while True:
-            with qs.response.get() as (response, _):
-                kind = response["type"]
-                if "uuid" in response and kind in ("RESULT", "ERROR"):
-                    continue  # a late answer of a cancelled run
-                if kind == "ERROR":
-                    if "exception" in response:
-                        raise response["exception"]
-                    raise RuntimeError(f"failed to run function: {response['error']}")
-                if kind != "RUN_FUNCTION_RESULT":
-                    raise RuntimeError(f"invalid response type: {kind}")
-                return response["result"]
+def make_default_executor() -> LivePipelinedExecutor:
+    """One worker process per CPU core this process may run on (and per CUDA
+    device), unpinned: other programs (the detector's own software) share them."""
+    from libertem.utils.devices import detect
+
+    devices = detect()
+    cpus = devices["cpus"]
+    if hasattr(os, "sched_getaffinity"):
+        cpus = list(range(min(len(cpus), len(os.sched_getaffinity(0)))))
+    return LivePipelinedExecutor(
+        spec=LivePipelinedExecutor.make_spec(
+            cpus=cpus or [0], cudas=devices["cudas"], has_cupy=devices["has_cupy"],
+        ),
+        pin_workers=False,
+    )
+
+
+def executor_named(name: str) -> Any:
+    """The executor for one of :data:`EXECUTOR_NAMES`."""
+    if name == "pipelined":
+        return make_default_executor()
+    if name == "inline":
+        from libertem.executor.inline import InlineJobExecutor
+        return InlineJobExecutor()
+    raise ValueError(
+        f"unknown executor {name!r}: LiveContext(executor=...) takes one of "
+        f"{', '.join(repr(n) for n in EXECUTOR_NAMES)}, None (the default, 'pipelined') "
+        "or a LiberTEM executor object"
+    )
+
+
+__all__ = ["EXECUTOR_NAMES", "LivePipelinedExecutor", "executor_named",
+           "make_default_executor"]

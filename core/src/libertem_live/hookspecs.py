@@ -20,6 +20,11 @@ Lifecycle hooks (``on_ready_for_data``, ``on_determine_nav_shape``) are the
 same calls that the user's :class:`~libertem_live.hooks.Hooks` subclass
 receives; an installed plugin (for example a scan-engine driver that starts
 the scan when the detector is armed) can implement them too.
+
+A function marked ``@hookimpl`` whose name is none of the hooks below (a
+misspelling) makes the registry refuse the whole plugin, naming its
+distribution and the function; mark it ``@hookimpl(optionalhook=True)`` if it
+implements another program's hook.
 """
 from __future__ import annotations
 
@@ -46,7 +51,10 @@ def libertem_live_detectors() -> Sequence[DetectorInfo]:
     connection (``open(**params) -> DetectorConnection``), the plugin-API
     version the driver was written for, and optionally a module that should
     also be importable as ``libertem_live.detectors.<name>`` for scripts
-    written against older import paths.
+    written against older import paths, the callable whose signature lists
+    the parameters (``signature_of``, e.g. ``"my_package.connection:MyConnection"``,
+    imported only by ``libertem-live detectors NAME``) and what each one
+    means (``parameters``).
 
     Two drivers claiming one name are reported as a conflict naming both
     distributions; neither is used until one is uninstalled.

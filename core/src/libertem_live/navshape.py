@@ -1,5 +1,5 @@
-"""The rules that turn what the user, the hooks and the detector know into a
-scan (navigation) shape.
+"""The rules that turn what the user, the hooks, the detector and the
+controller know into a scan (navigation) shape.
 
 Order, as the usage documentation promises:
 
@@ -10,11 +10,27 @@ Order, as the usage documentation promises:
 5. what the controller knows;
 6. a square, if the number of images is a perfect square;
 7. otherwise a :class:`~libertem_live.errors.NavShapeError`.
+
+The controller (rule 5) is only there in active mode; a passive acquisition
+was armed by the detector's own software, and what that software set up
+reaches us through the pending acquisition (rule 4).  In active mode nobody
+has announced a number of images: LiberTEM arms the detector for exactly
+``prod(nav_shape)`` frames.  So the controller is asked
+``determine_nav_shape(None)``, meaning "the scan shape your settings imply,
+or None", and its answer also gives the image count that placeholders
+(rule 3) are filled against.  The hook (rule 2) and the square guess
+(rule 6) need an announced image count, so they do not apply in active mode.
+
+``determine_nav_shape(nimages)`` is optional on a controller: one without it
+knows nothing (see :func:`controller_hint`).  ``nimages`` is the announced
+image count, or None when there is none (active mode); the method returns a
+tuple of positive sizes (whose product must be ``nimages`` when given) or
+None.
 """
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from libertem_live.errors import NavShapeError
 
@@ -87,15 +103,27 @@ def validate(nav_shape: Sequence[int], nimages: int | None, source: str) -> NavS
     return shape
 
 
+ControllerHint = Callable[[int | None], Sequence[int] | None]
+
+
+def controller_hint(controller: Any) -> ControllerHint | None:
+    """The controller's ``determine_nav_shape``, or None for a controller
+    without one (the method is optional)."""
+    return getattr(controller, "determine_nav_shape", None)
+
+
 def resolve(
     nav_shape: Sequence[int] | None,
     nimages: int | None,
     *,
     hook: Callable[[], Sequence[int] | None] | None = None,
     detector_hint: Sequence[int] | None = None,
-    controller_hint: Callable[[int], Sequence[int] | None] | None = None,
+    controller_hint: ControllerHint | None = None,
+    active: bool = False,
 ) -> NavShape:
-    """Apply the rules above; ``nimages`` is None when nobody knows it yet."""
+    """Apply the rules above; ``nimages`` is None when nobody announced it
+    (``active``: in active mode, whose words the errors then use).  The
+    controller is asked at most once."""
     if nav_shape is not None:
         shape = _check_entries(nav_shape, "nav_shape")
         if -1 not in shape:
@@ -104,19 +132,32 @@ def resolve(
         hooked = hook()
         if hooked is not None:
             return validate(hooked, nimages, "on_determine_nav_shape")
+    asked: list[NavShape | None] = []
+
+    def ask_controller() -> NavShape | None:
+        if controller_hint is None:
+            return None
+        if not asked:
+            told = controller_hint(nimages)
+            asked.append(None if told is None else validate(told, nimages, "the controller"))
+        return asked[0]
+
     if nav_shape is not None:
-        if nimages is None:
+        count = nimages
+        if count is None:
+            told = ask_controller()
+            count = None if told is None else _prod(told)
+        if count is None:
             raise NavShapeError(
                 f"nav_shape {tuple(nav_shape)!r} has placeholders, but the number of images "
-                "is unknown; pass a concrete nav_shape"
+                f"is unknown{_nobody_knows(controller_hint, active)}; pass a concrete nav_shape"
             )
-        return fill_placeholders(nav_shape, nimages)
+        return fill_placeholders(nav_shape, count)
     if detector_hint is not None:
         return validate(detector_hint, nimages, "the detector")
-    if controller_hint is not None and nimages is not None:
-        hinted = controller_hint(nimages)
-        if hinted is not None:
-            return validate(hinted, nimages, "the controller")
+    told = ask_controller()
+    if told is not None:
+        return told
     if nimages is not None:
         side = math.isqrt(nimages)
         if side * side == nimages and nimages > 0:
@@ -128,6 +169,20 @@ def resolve(
             "Hooks.on_determine_nav_shape"
         )
     raise NavShapeError(
-        "cannot determine nav_shape: the number of images is unknown; pass a concrete "
-        "nav_shape=(height, width)"
+        f"cannot determine nav_shape: the number of images is unknown"
+        f"{_nobody_knows(controller_hint, active)}; pass a concrete nav_shape=(height, width)"
     )
+
+
+def _nobody_knows(hint: ControllerHint | None, active: bool) -> str:
+    if hint is None:
+        if not active:
+            return ""
+        knows = "the controller has no determine_nav_shape"
+    else:
+        owner = getattr(hint, "__self__", None)
+        who = f"the controller, {type(owner).__name__}," if owner is not None \
+            else "the controller"
+        knows = f"{who} does not know the scan shape"
+    return (" (in active mode the detector is armed for exactly prod(nav_shape) frames, "
+            f"and {knows})")

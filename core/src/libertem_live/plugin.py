@@ -3,11 +3,14 @@ description of a driver, and the plugin-API version it is written for."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import pluggy
 
 from libertem_live.hookspecs import PROJECT_NAME
+
+if TYPE_CHECKING:
+    from libertem_live.parameters import Parameter
 
 #: Major version of the plugin API.  A driver declares the version it was
 #: written for; the registry refuses a driver whose version differs, with a
@@ -24,6 +27,15 @@ class DetectorInfo:
     ``open`` takes the connection parameters as keyword arguments and returns a
     :class:`~libertem_live.protocols.DetectorConnection`.  ``compat_module``
     (a module path) becomes importable as ``libertem_live.detectors.<name>``.
+
+    The parameters users can pass to ``open`` (what ``libertem-live detectors
+    NAME`` shows) are read from a signature: of ``signature_of`` when given,
+    else of ``open``.  ``parameters`` only adds what each one means (name ->
+    words).  A plugin's ``open`` is usually a lazy wrapper, ``open(**params)``,
+    so that listing drivers imports nothing heavy, and its signature says
+    nothing; name the connection class in ``signature_of`` then, as a
+    ``"package.module:ClassName"`` string: it is imported only when someone asks
+    for the parameters, never when drivers are listed.
     """
 
     name: str
@@ -32,3 +44,10 @@ class DetectorInfo:
     description: str = ""
     compat_module: str | None = None
     parameters: dict[str, str] = field(default_factory=dict)
+    signature_of: str | Callable[..., Any] | None = None
+
+    def describe_parameters(self) -> list[Parameter]:
+        """Name, default and meaning of each parameter of ``open``, in order;
+        imports ``signature_of`` if it is a string."""
+        from libertem_live.parameters import describe
+        return describe(self)

@@ -5,7 +5,9 @@ Drivers are distributions with an entry point in the group
 ``PluginManager`` the first time a driver is needed.  A driver that fails to
 import, declares the wrong plugin-API version, or claims a name another
 driver also claims is remembered with its error and reported when it is
-asked for, so one broken driver never hides the others.
+asked for, so one broken driver never hides the others.  So is a plugin that
+marks a function ``@hookimpl`` under a name that is no hook (a misspelt
+``libertem_live_detector``, say): pluggy would register it and never call it.
 """
 from __future__ import annotations
 
@@ -76,6 +78,13 @@ class Registry:
                 try:
                     plugin = ep.load()
                     self.plugin_manager.register(plugin, name=f"{dist}:{ep.name}")
+                    misspelt = self._unknown_hooks(plugin)
+                    if misspelt:
+                        self.plugin_manager.unregister(plugin)
+                        self._add(records, DriverRecord(
+                            name=ep.name, distribution=dist, version=version,
+                            status="broken", error=misspelt))
+                        continue
                     impls = [
                         impl for impl in
                         self.plugin_manager.hook.libertem_live_detectors.get_hookimpls()
@@ -109,8 +118,34 @@ class Registry:
                             f"install a version of {dist} made for this core"
                         )
                     self._add(records, record)
+            # every plugin with a hook implementation that matches no hook was
+            # refused above; this is pluggy's own check of the same
+            self.plugin_manager.check_pending()
             self._records = records
             return records
+
+    def _unknown_hooks(self, plugin: Any) -> str:
+        """Why ``plugin`` is refused, if it marks a function ``@hookimpl`` that is no
+        hook of libertem-live (a misspelling would otherwise never be called)."""
+        pm = self.plugin_manager
+        known = sorted(name for name, caller in vars(pm.hook).items()
+                       if isinstance(caller, pluggy.HookCaller) and caller.has_spec())
+        bad = []
+        for caller in pm.get_hookcallers(plugin) or []:
+            if caller.has_spec():
+                continue
+            if all(impl.optionalhook for impl in caller.get_hookimpls()
+                   if impl.plugin is plugin):
+                continue
+            close = difflib.get_close_matches(caller.name, known, n=1)
+            bad.append(f"{caller.name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        if not bad:
+            return ""
+        where = getattr(plugin, "__name__", repr(plugin))
+        return (f"{where} marks {', '.join(bad)} with @hookimpl, but libertem-live has no "
+                f"such hook, so it would never be called; the hooks are: {', '.join(known)}. "
+                "Rename the function (or mark it @hookimpl(optionalhook=True) if it is meant "
+                "for another program's hooks)")
 
     @staticmethod
     def _add(records: dict[str, DriverRecord], record: DriverRecord) -> None:
