@@ -68,6 +68,24 @@ for _name in PLUGINS:
     nox.session(name=f"test_{_name}", tags=["tests"])(_plugin_session(_name))
 
 
+@nox.session(tags=["tests"])
+def new_driver(session: nox.Session) -> None:
+    """`libertem-live new-driver acme` in a temp dir, installed beside core and the kit,
+    passes the conformance suite as generated (what a vendor gets on day one)."""
+    session.install("-e", CORE, "-e", TESTING, "pytest")
+    tmp = Path(session.create_tmp()) / "new-driver"
+    if tmp.exists():
+        import shutil
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    session.run("libertem-live", "new-driver", "acme", "--dest", str(tmp))
+    dist = tmp / "libertem-live-acme"
+    session.install(str(dist))
+    session.run("libertem-live", "detectors", env=_env())
+    session.run("pytest", "-q", "-p", "no:cacheprovider", str(dist / "tests"), *session.posargs,
+                env=_env())
+
+
 def _install_all(session: nox.Session) -> None:
     paths = [CORE, TESTING] + [p for p in PLUGINS.values() if _installable(p)]
     args: list[str] = []
@@ -93,7 +111,12 @@ def bench(session: nox.Session) -> None:
 
 @nox.session(tags=["tests"])
 def docs(session: nox.Session) -> None:
-    """The documentation's examples run (the usage page runs in the dectris tests)."""
+    """The documentation builds with no warning, and its examples run (the usage
+    page runs in the dectris tests)."""
     _install_all(session)
-    session.install("pytest")
+    session.install("pytest", "sphinx>=7")
+    out = Path(session.create_tmp()) / "html"
+    session.run("sphinx-build", "-W", "--keep-going", "-q", "-b", "html", str(ROOT / "docs"),
+                str(out), env=_env())
+    session.log(f"documentation: {out / 'index.html'}")
     session.run("pytest", "-q", str(ROOT / "docs" / "tests"), *session.posargs, env=_env())
