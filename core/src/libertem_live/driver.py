@@ -41,10 +41,9 @@ from libertem_live.errors import (
     AcquisitionError, AcquisitionStateError, AcquisitionTimeoutError, DecodeError,
     DetectorConnectionError, DriverError, DuplicateFrameError, FrameFormatError,
     FrameGapError, FrameOrderError, LiveError, MissingEndWarning, NavShapeError,
-    StalledError, StreamTruncatedError,
+    PassiveOnlyError, StalledError, StreamTruncatedError,
 )
 from libertem_live.plugin import PLUGIN_API_VERSION, DetectorInfo, hookimpl
-from libertem_live.sdk.controller import PassiveOnlyError
 from libertem_live.sdk.faults import Fault, FaultKind, parse_fault
 from libertem_live.sdk.signals import (
     EndOfSeries, IdleTimeout, PeerClosed, ReceiveSignal, Stalled, Stopped, Truncated,

@@ -90,3 +90,8 @@ class MissingEndWarning(UserWarning):
 
 class AcquisitionStateError(LiveError, RuntimeError):
     """An acquisition or connection was used in a state that does not allow it."""
+
+
+class PassiveOnlyError(AcquisitionStateError, NotImplementedError):
+    """Active mode was asked of a detector that LiberTEM cannot arm (its own
+    software starts every acquisition)."""

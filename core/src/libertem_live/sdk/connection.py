@@ -15,8 +15,7 @@ import threading
 import weakref
 from typing import Any
 
-from libertem_live.errors import AcquisitionStateError
-from libertem_live.sdk.controller import PassiveOnlyError
+from libertem_live.errors import AcquisitionStateError, PassiveOnlyError
 from libertem_live.sdk.receiver import Framing, ReceiveLoop
 from libertem_live.transport.pool import RingPool
 from libertem_live.transport.ring import RingConfig
