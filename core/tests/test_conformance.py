@@ -7,12 +7,20 @@ from typing import Any, Iterator
 import numpy as np
 import pytest
 
+from libertem_live.detectors.memory.receiver import INEXPRESSIBLE, SUPPORTED_FAULTS
+from libertem_live.driver import Fault
+
 from libertem_live_testing import Capabilities, DriverHarness, Scenario
 from libertem_live_testing.suite import *  # noqa: F401,F403
 
 
 class MemoryScenario(Scenario):
-    def __init__(self, nav_shape: tuple[int, ...], short_by: int, announce: bool):
+    """The "simulator" is the connection itself: the array and the fault are
+    connection parameters (the fault hits the connection's first acquisition
+    only, as the kit's contract asks)."""
+
+    def __init__(self, nav_shape: tuple[int, ...], short_by: int, announce: bool,
+                 fault: Fault | None = None):
         self.nav_shape = tuple(nav_shape)
         self.sig_shape = (16, 16)
         self.nimages = math.prod(self.nav_shape)
@@ -21,6 +29,7 @@ class MemoryScenario(Scenario):
                                   dtype=np.uint16)
         self._short_by = short_by
         self._announce = announce
+        self._fault = fault
 
     def connection_params(self) -> dict[str, Any]:
         return {
@@ -28,8 +37,9 @@ class MemoryScenario(Scenario):
             "truncate_after": self.nimages - self._short_by if self._short_by else None,
             "announce_nav_shape": self._announce,
             "frames_per_stack": 8,
-            "timeout": 5.0,
+            "timeout": 3.0 if (self._fault or self._short_by) else 5.0,
             "passive_count": 0,
+            "fault": None if self._fault is None else str(self._fault),
         }
 
     def arm_passive(self, conn: Any) -> None:
@@ -45,11 +55,12 @@ class MemoryScenario(Scenario):
 class MemoryHarness(DriverHarness):
     name = "memory"
     capabilities = Capabilities(passive=True, active=True, nav_shape_from_detector=True,
-                                short_stream=True, frames=True)
+                                short_stream=True, frames=True, faults=SUPPORTED_FAULTS,
+                                inexpressible=INEXPRESSIBLE)
 
     def scenario(self, nav_shape: tuple[int, ...], *, short_by: int = 0,
-                 announce_nav_shape: bool = True) -> Scenario:
-        return MemoryScenario(nav_shape, short_by, announce_nav_shape)
+                 announce_nav_shape: bool = True, fault: Fault | None = None) -> Scenario:
+        return MemoryScenario(nav_shape, short_by, announce_nav_shape, fault)
 
 
 @pytest.fixture(scope="module")

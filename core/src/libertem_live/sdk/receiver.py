@@ -250,7 +250,7 @@ class ReceiveLoop:
         if self._thread.is_alive():
             self._thread.join(self.join_timeout)
         if self._thread.is_alive():
-            log.error("the receiver thread %s did not stop within %.0f s; its driver does "
+            log.error("the receiver thread %s did not stop within %.1f s; its driver does "
                       "not honour the stop flag", self._thread.name, self.join_timeout)
         else:
             _LIVE.discard(self)

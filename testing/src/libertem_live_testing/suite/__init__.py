@@ -8,6 +8,7 @@ from libertem_live_testing.suite.test_active import TestActive
 from libertem_live_testing.suite.test_navshape import TestNavShape
 from libertem_live_testing.suite.test_results import TestResults
 from libertem_live_testing.suite.test_faults import TestFaults
+from libertem_live_testing.suite.test_order import TestFrameOrder
 
 __all__ = ["TestDiscovery", "TestConnection", "TestPassive", "TestActive", "TestNavShape",
-           "TestResults", "TestFaults"]
+           "TestResults", "TestFaults", "TestFrameOrder"]

@@ -6,22 +6,18 @@ import pytest
 from libertem.udf.sum import SumUDF
 
 from libertem_live_testing.checks import assert_sum_equal
-from libertem_live_testing.suite._util import open_conn, wait_pending
+from libertem_live_testing.suite._util import make_acquisition, open_conn
 
 
 class TestConnection:
-    def test_close_is_idempotent_and_with_reopens(self, live_driver: Any, live_ctx: Any) -> None:
+    def test_close_is_idempotent_and_with_reopens(self, live_driver: Any, live_ctx: Any,
+                                                  live_mode: str) -> None:
         with live_driver.scenario((4, 8)) as sc:
             conn = open_conn(live_ctx, live_driver, sc)
             conn.close()
             conn.close()
             with conn:
-                if live_driver.capabilities.active:
-                    aq = live_ctx.make_acquisition(conn=conn, nav_shape=sc.nav_shape,
-                                                   controller=sc.active_controller(conn))
-                else:
-                    aq = live_ctx.make_acquisition(conn=conn, nav_shape=sc.nav_shape,
-                                                   pending_aq=wait_pending(conn, sc))
+                aq = make_acquisition(live_ctx, sc, conn, live_mode)
                 res = live_ctx.run_udf(dataset=aq, udf=SumUDF())
                 assert_sum_equal(res["intensity"].data, sc.expected_sum())
             conn.close()

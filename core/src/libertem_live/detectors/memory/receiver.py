@@ -12,8 +12,16 @@ from libertem_live.driver import Fault, FaultKind, RingWriter
 #: faults an array can express (it has no connection to drop or stall)
 SUPPORTED_FAULTS = frozenset({
     FaultKind.FRAME_GAP, FaultKind.DUPLICATE_FRAME, FaultKind.OUT_OF_ORDER,
-    FaultKind.TRUNCATED_PAYLOAD, FaultKind.ENDS_SHORT, FaultKind.NEVER_ENDS,
+    FaultKind.TRUNCATED_PAYLOAD, FaultKind.WRONG_FORMAT, FaultKind.ENDS_SHORT,
+    FaultKind.NEVER_ENDS,
 })
+#: faults an array cannot express, and why (the conformance kit shows these)
+INEXPRESSIBLE = {
+    FaultKind.CORRUPT_PAYLOAD: "raw pixels carry no checksum: any bytes are valid pixels",
+    FaultKind.STALL_MID_FRAME: "an array has no connection that could stall",
+    FaultKind.DISCONNECT_MID_STREAM: "an array has no connection to drop",
+    FaultKind.RESTART_BETWEEN: "an array has no detector software to restart",
+}
 
 
 class MemoryFraming:
@@ -75,6 +83,9 @@ class MemoryFraming:
             self.sent += 2
         elif kind is FaultKind.TRUNCATED_PAYLOAD:
             out.put(i, row[:len(row) // 2])
+            self.sent += 1
+        elif kind is FaultKind.WRONG_FORMAT:
+            out.put(i, np.concatenate([row, row]))
             self.sent += 1
         else:
             out.put(i, row)
