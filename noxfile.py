@@ -67,6 +67,22 @@ def _plugin_session(name: str):
 for _name in PLUGINS:
     nox.session(name=f"test_{_name}", tags=["tests"])(_plugin_session(_name))
 
+DASHBOARD = str(ROOT / "plugins" / "dashboard")
+
+
+@nox.session
+def test_dashboard(session: nox.Session) -> None:
+    """The browser dashboard: server and hooks over real sockets, and the page in a real
+    headless Chromium (Debian's package, installed here when missing and possible;
+    otherwise those tests skip and say why)."""
+    import shutil
+    session.install("-e", CORE, "-e", TESTING, "-e", PLUGINS["dectris"], "-e", DASHBOARD,
+                    "pytest", "selenium")
+    if shutil.which("chromium") is None and shutil.which("apt-get") and os.geteuid() == 0:
+        session.run("apt-get", "install", "-y", "-q", "chromium", "chromium-driver",
+                    external=True, success_codes=[0, 100])
+    session.run("pytest", "-q", str(Path(DASHBOARD) / "tests"), *session.posargs, env=_env())
+
 
 @nox.session(tags=["tests"])
 def new_driver(session: nox.Session) -> None:

@@ -124,7 +124,7 @@ class ContextOverrides(Context):
 
     def _run_sync(self, dataset: Any, udf: Any, roi: Any, corrections: Any, progress: Any,
                   backends: Any, plots: Any, iterate: bool, copy_needed: bool = False) -> Any:
-        def libertem_run() -> Any:
+        def libertem_run(iterate: bool = iterate) -> Any:
             return super(ContextOverrides, self)._run_sync(
                 dataset, udf, roi, corrections, progress, backends, plots, iterate,
                 copy_needed)
@@ -134,7 +134,9 @@ class ContextOverrides(Context):
         raise NotImplementedError
 
     def _live_run(self, dataset: Any, udf: Any, roi: Any, iterate: bool,
-                  libertem_run: Callable[[], Any]) -> Any:
+                  libertem_run: Callable[..., Any]) -> Any:
+        """``libertem_run()`` runs as asked; ``libertem_run(iterate=True)``
+        returns LiberTEM's result generator even for ``run_udf``."""
         return libertem_run()
 
 

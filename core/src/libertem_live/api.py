@@ -6,6 +6,10 @@ connections and run UDFs on live acquisitions.  Offline datasets
 """
 from __future__ import annotations
 
+import itertools
+import logging
+import time
+from collections.abc import Iterable
 from typing import Any, Callable
 
 from libertem.api import ResultGenerator
@@ -14,15 +18,20 @@ from libertem_live import navshape
 from libertem_live._libertem_compat import ContextOverrides
 from libertem_live.acquisition import LiveAcquisition
 from libertem_live.dispatch import HookDispatcher
-from libertem_live.errors import AcquisitionError
+from libertem_live.errors import AcquisitionError, AcquisitionStateError
 from libertem_live.executor import executor_named, make_default_executor
 from libertem_live.heap import keep_freed_memory
-from libertem_live.hooks import DetermineNavShapeEnv, Hooks
+from libertem_live.hooks import (
+    AcquisitionEndedEnv, AcquisitionStartedEnv, DetermineNavShapeEnv, Hooks, PartialResultsEnv,
+)
 from libertem_live.protocols import AcquisitionController, DetectorConnection, PendingAcquisition
 from libertem_live.registry import Registry, default_registry
 from libertem_live.udf.lifecycle import LiveRunAware
 
 __all__ = ["LiveContext", "Hooks"]
+
+log = logging.getLogger(__name__)
+_run_ids = itertools.count(1)
 
 
 class ConnectionBuilder:
@@ -151,19 +160,28 @@ class LiveContext(ContextOverrides):
 
     # --- running ------------------------------------------------------------------
     def _live_run(self, dataset: Any, udf: Any, roi: Any, iterate: bool,
-                  libertem_run: Callable[[], Any]) -> Any:
+                  libertem_run: Callable[..., Any]) -> Any:
         """Every UDF run: arm before LiberTEM runs the UDFs, always end after
-        (for an iterated run, when iteration ends)."""
+        (for an iterated run, when iteration ends).  When result hooks are
+        implemented, ``run_udf`` iterates internally so that they see the
+        partial results too."""
         udfs = list(udf) if isinstance(udf, (list, tuple)) else [udf]
         run = _Run(dataset, udfs, roi)
         run.before()
+        internal_iterate = not iterate and run.wants_partials
         try:
-            result = libertem_run()
+            result = libertem_run(iterate=True) if internal_iterate else libertem_run()
         except BaseException as e:
             run.finish(e)
             raise  # run.finish raises; this is for type checkers
         if iterate:
             return _LiveResultGenerator(result, run)
+        if internal_iterate:
+            last = None
+            for last in _LiveResultGenerator(result, run):
+                pass
+            assert last is not None, "LiberTEM yields at least one result"
+            return last.buffers if isinstance(udf, Iterable) else last.buffers[0]
         run.finish(None)
         return result
 
@@ -174,9 +192,17 @@ class _Run:
     def __init__(self, dataset: Any, udfs: list[Any], roi: Any):
         self.dataset = dataset
         self.live = isinstance(dataset, LiveAcquisition)
+        self.udfs = udfs
         self.aware = [u for u in udfs if isinstance(u, LiveRunAware)]
         self.roi = roi
         self.ended = False
+        self.cancelled = False
+        self.hooks = getattr(dataset, "_hook_caller", None) if self.live else None
+        self.wants_partials = self.hooks is not None and self.hooks.has_result_hooks()
+        self.run_id = next(_run_ids)
+        self.started_at = 0.0
+        self.last_results: Any = None
+        self._updates: dict[int, dict[str, Any]] = {}
 
     def before(self) -> None:
         for u in self.aware:
@@ -187,6 +213,58 @@ class _Run:
             except BaseException as e:
                 self._after_udfs(e)
                 raise
+            self.started_at = time.monotonic()
+            if self.hooks is not None:
+                aq: LiveAcquisition = self.dataset
+                self.hooks.acquisition_started(AcquisitionStartedEnv(
+                    run_id=self.run_id, aq=aq, udfs=self.udfs,
+                    detector=str(getattr(aq.conn, "detector_name", "?")), mode=aq.mode,
+                    nav_shape=tuple(aq.shape.nav), sig_shape=tuple(aq.shape.sig),
+                    dtype=str(aq.dtype), metadata=dict(aq.frame_format.metadata),
+                    started_at=time.time(),
+                ))
+
+    def partial(self, results: Any, generator: Any) -> None:
+        """Hand partial results to the result hooks, then apply the parameter
+        updates they asked for."""
+        self.last_results = results
+        if not self.wants_partials:
+            return
+        self.hooks.partial_results(PartialResultsEnv(
+            run_id=self.run_id, aq=self.dataset, udfs=self.udfs, results=results,
+            ledger=self.dataset.ledger.snapshot(),
+            elapsed_s=time.monotonic() - self.started_at,
+            request_update=lambda index, params: self._updates.setdefault(index, {}).update(params),
+        ))
+        if self._updates:
+            patch = [self._updates.get(i, {}) for i in range(len(self.udfs))]
+            self._updates = {}
+            try:
+                generator.update_parameters_experimental(patch)
+            except Exception:
+                log.exception("a result hook asked for UDF parameters %r that could not be "
+                              "applied; the run goes on with the previous ones", patch)
+
+    def _ended(self, error: BaseException | None) -> None:
+        if self.hooks is None or not self.live:
+            return
+        if error is None:
+            outcome = "complete"
+        elif self.cancelled or isinstance(error, (KeyboardInterrupt, GeneratorExit)):
+            outcome = "cancelled"
+        else:
+            outcome = "failed"
+        buffers = None
+        if self.last_results is not None:
+            try:
+                buffers = tuple(self.last_results.buffers)
+            except Exception:
+                log.debug("last results of run %d unavailable", self.run_id, exc_info=True)
+        self.hooks.acquisition_ended(AcquisitionEndedEnv(
+            run_id=self.run_id, aq=self.dataset, udfs=self.udfs, outcome=outcome, error=error,
+            ledger=self.dataset.ledger.snapshot(),
+            elapsed_s=time.monotonic() - self.started_at, buffers=buffers,
+        ))
 
     def _after_udfs(self, error: BaseException | None) -> None:
         for u in self.aware:
@@ -228,6 +306,7 @@ class _Run:
         if final is None:
             dataset.ledger.processed = self.expected_processed()
         self._after_udfs(final)
+        self._ended(final)
         if final is not None:
             raise final
 
@@ -258,18 +337,20 @@ class _LiveResultGenerator(ResultGenerator):
                 self._run.dataset.ledger.processed = int(res.damage.data.sum())
             except Exception:
                 pass
+            self._run.partial(res, self._inner)
         return res
 
     def close(self) -> None:
         if self._run.ended:
             return
+        self._run.cancelled = True
         try:
             self._inner.close()
         finally:
-            from libertem_live.errors import AcquisitionStateError as _Closed
             try:
-                self._run.finish(_Closed("the result iterator was closed before the end"))
-            except _Closed:
+                self._run.finish(
+                    AcquisitionStateError("the result iterator was closed before the end"))
+            except AcquisitionStateError:
                 pass
 
     def update_parameters_experimental(self, parameters: list[dict[str, Any]]) -> None:

@@ -21,6 +21,17 @@ same calls that the user's :class:`~libertem_live.hooks.Hooks` subclass
 receives; an installed plugin (for example a scan-engine driver that starts
 the scan when the detector is armed) can implement them too.
 
+Result hooks (``on_acquisition_started``, ``on_partial_results``,
+``on_acquisition_ended``) let a frontend (a live dashboard, a logger) follow
+every UDF run on a live acquisition without the user's script knowing about
+it.  A frontend registers through the same entry-point group as a driver but
+needs no ``libertem_live_detectors`` implementation.  These three hooks can
+never break or stop an acquisition: each implementation is called on its
+own, and whatever it raises is logged and swallowed.  They run on the thread
+that merges the results, between partitions, so an implementation must
+return within a millisecond or so: keep the latest state, do the work
+elsewhere.
+
 A function marked ``@hookimpl`` whose name is none of the hooks below (a
 misspelling) makes the registry refuse the whole plugin, naming its
 distribution and the function; mark it ``@hookimpl(optionalhook=True)`` if it
@@ -33,7 +44,10 @@ from typing import TYPE_CHECKING, Sequence
 import pluggy
 
 if TYPE_CHECKING:
-    from libertem_live.hooks import DetermineNavShapeEnv, ReadyForDataEnv
+    from libertem_live.hooks import (
+        AcquisitionEndedEnv, AcquisitionStartedEnv, DetermineNavShapeEnv, PartialResultsEnv,
+        ReadyForDataEnv,
+    )
     from libertem_live.plugin import DetectorInfo
 
 PROJECT_NAME = "libertem_live"
@@ -80,4 +94,42 @@ def on_determine_nav_shape(env: DetermineNavShapeEnv) -> tuple[int, ...] | None:
     non-None result wins (the user's ``hooks=`` object is asked first); it
     must not contain ``-1`` and its product must equal ``env.nimages``.
     Return None to fall back to the built-in rules.
+    """
+
+
+@hookspec
+def on_acquisition_started(env: AcquisitionStartedEnv) -> None:
+    """A UDF run (``run_udf`` or ``run_udf_iter``) on a live acquisition began.
+
+    Called after the detector was armed and ``on_ready_for_data`` returned
+    (active mode) or the announced stream was taken (passive mode);
+    never for offline datasets.  ``env`` names the run (``run_id``), the
+    detector, the mode, nav and signal shape, dtype, the frame format's
+    metadata and the UDFs.  Exceptions are logged and ignored.
+    """
+
+
+@hookspec
+def on_partial_results(env: PartialResultsEnv) -> None:
+    """The results after one more merged partition of a live run.
+
+    Called for ``run_udf`` too (the core then iterates internally), with the
+    results exactly as ``run_udf_iter`` yields them, a ledger snapshot
+    (received, processed, missing...) and the throughput so far.  The arrays
+    change after the call: copy what you keep, and keep only the latest.
+    ``env.update_parameters(udf, **params)`` changes a UDF's parameters from
+    the next partition on.  Exceptions are logged and ignored; a slow
+    implementation delays the merge of results, so return quickly.
+    """
+
+
+@hookspec
+def on_acquisition_ended(env: AcquisitionEndedEnv) -> None:
+    """A live run that started ended: ``env.outcome`` is ``"complete"``,
+    ``"failed"`` (with ``env.error``) or ``"cancelled"``.
+
+    Called exactly once per ``on_acquisition_started``, after the detector was
+    stopped, with the final ledger and the last results (if any).  Exceptions
+    are logged and ignored; the caller of ``run_udf`` sees the acquisition's
+    own outcome only.
     """

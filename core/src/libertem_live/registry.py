@@ -8,6 +8,8 @@ driver also claims is remembered with its error and reported when it is
 asked for, so one broken driver never hides the others.  So is a plugin that
 marks a function ``@hookimpl`` under a name that is no hook (a misspelt
 ``libertem_live_detector``, say): pluggy would register it and never call it.
+A plugin that provides no driver but implements other hooks (a frontend
+following acquisitions through the result hooks) is loaded the same way.
 """
 from __future__ import annotations
 
@@ -101,6 +103,8 @@ class Registry:
                         cause=e,
                     ))
                     continue
+                if not infos and self._implements_other_hooks(plugin):
+                    continue  # a frontend (result hooks), not a driver
                 if not infos:
                     self._add(records, DriverRecord(
                         name=ep.name, distribution=dist, version=version, status="broken",
@@ -123,6 +127,12 @@ class Registry:
             self.plugin_manager.check_pending()
             self._records = records
             return records
+
+    def _implements_other_hooks(self, plugin: Any) -> bool:
+        """Whether ``plugin`` implements some hook besides ``libertem_live_detectors``
+        (a frontend such as a dashboard registers only result hooks)."""
+        return any(caller.name != "libertem_live_detectors"
+                   for caller in self.plugin_manager.get_hookcallers(plugin) or [])
 
     def _unknown_hooks(self, plugin: Any) -> str:
         """Why ``plugin`` is refused, if it marks a function ``@hookimpl`` that is no

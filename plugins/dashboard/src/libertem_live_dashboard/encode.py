@@ -1,0 +1,151 @@
+"""Images to bytes for the page: 8-bit with robust colour limits, sent whole
+or as the changed rectangle, in one binary message per update.
+
+A message is ``[u32 little-endian n][n bytes of JSON header][pixels...]``;
+the header lists each image with its full shape, the rectangle the pixels
+cover, their offset in the payload, and the colour-bar limits.  Pixel value
+0 means "no data yet" (not scanned); data maps to 1..255 between the limits.
+"""
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from libertem_live_dashboard.udf import com_polar
+
+#: Percentiles of the colour limits: a few hot pixels must not wash out an image.
+LO_PCT, HI_PCT = 0.5, 99.5
+#: Percentiles are taken from at most this many samples (a regular subset).
+MAX_SAMPLES = 1 << 16
+#: A rectangle is sent instead of the whole image when it is at most this fraction.
+RECT_FRACTION = 0.6
+
+
+@dataclass
+class Plane:
+    """One image of the page, quantised."""
+
+    name: str
+    pixels: np.ndarray  # uint8, 2D
+    lo: float
+    hi: float
+    log: bool = False
+    unit: str = "counts"
+
+
+def robust_limits(values: np.ndarray) -> tuple[float, float]:
+    v = np.asarray(values, dtype=np.float32).reshape(-1)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return 0.0, 1.0
+    if v.size > MAX_SAMPLES:
+        v = v[:: v.size // MAX_SAMPLES]
+    lo, hi = np.percentile(v, [LO_PCT, HI_PCT])
+    if not hi > lo:
+        hi = lo + 1.0
+    return float(lo), float(hi)
+
+
+def quantise(a: np.ndarray, valid: np.ndarray | None, *, log: bool = False,
+             limits: tuple[float, float] | None = None) -> tuple[np.ndarray, float, float]:
+    """uint8 pixels (0 where not valid) and the limits used, in display units
+    (log1p of the value for ``log``)."""
+    a = np.asarray(a, dtype=np.float32)
+    if a.ndim != 2:
+        a = a.reshape(a.shape[0], -1) if a.ndim > 2 else a.reshape(1, -1)
+        valid = None if valid is None else np.asarray(valid).reshape(a.shape)
+    if log:
+        a = np.log1p(np.maximum(a, 0))
+    if limits is None:
+        limits = robust_limits(a if valid is None else a[valid])
+    lo, hi = limits
+    q = np.clip((a - lo) * (254.0 / (hi - lo)), 0, 254)
+    q = (q + 1.5).astype(np.uint8)
+    if valid is not None:
+        q[~valid] = 0
+    return q, lo, hi
+
+
+def planes_of(images: dict[str, np.ndarray], damage: np.ndarray | None) -> list[Plane]:
+    """The page's panels from a snapshot's raw images."""
+    out: list[Plane] = []
+    if "sum" in images:
+        q, lo, hi = quantise(images["sum"], None, log=True)
+        out.append(Plane("sum", q, lo, hi, log=True))
+    nav_valid = None
+    if damage is not None:
+        nav_valid = np.asarray(damage, dtype=bool)
+    for name in ("bf", "adf"):
+        if name in images:
+            valid = nav_valid if nav_valid is not None and nav_valid.shape == images[name].shape \
+                else None
+            q, lo, hi = quantise(images[name], valid)
+            out.append(Plane(name, q, lo, hi))
+    if "com_y" in images and "com_x" in images:
+        mag, angle = com_polar(images["com_y"], images["com_x"])
+        valid = nav_valid if nav_valid is not None and nav_valid.shape == mag.shape else None
+        q, lo, hi = quantise(mag, valid)
+        out.append(Plane("com_mag", q, lo, hi, unit="px"))
+        qa, _, _ = quantise(angle, valid, limits=(-np.pi, np.pi))
+        out.append(Plane("com_angle", qa, -np.pi, np.pi, unit="rad"))
+    return out
+
+
+def changed_rect(prev: np.ndarray | None, cur: np.ndarray) -> tuple[int, int, int, int] | None:
+    """(y, x, h, w) of the smallest rectangle holding every changed pixel;
+    the whole image when there is no previous one or the shapes differ, None
+    when nothing changed."""
+    h, w = cur.shape
+    if prev is None or prev.shape != cur.shape:
+        return (0, 0, h, w)
+    diff = prev != cur
+    rows = np.flatnonzero(diff.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(diff[rows[0]:rows[-1] + 1].any(axis=0))
+    y0, y1, x0, x1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+    if (y1 - y0) * (x1 - x0) > RECT_FRACTION * h * w:
+        return (0, 0, h, w)
+    return (y0, x0, y1 - y0, x1 - x0)
+
+
+def pack(header: dict[str, Any], planes: list[tuple[Plane, tuple[int, int, int, int]]],
+         extra: list[tuple[dict[str, Any], np.ndarray]] = ()) -> bytes:
+    """One binary message: the header (with an ``images`` list added) and the
+    pixels of each plane's rectangle, then ``extra`` raw uint8 images."""
+    chunks: list[bytes] = []
+    offset = 0
+    listed = []
+    for plane, (y, x, h, w) in planes:
+        data = np.ascontiguousarray(plane.pixels[y:y + h, x:x + w]).tobytes()
+        listed.append({"name": plane.name, "shape": list(plane.pixels.shape),
+                       "rect": [y, x, h, w], "offset": offset, "lo": plane.lo, "hi": plane.hi,
+                       "log": plane.log, "unit": plane.unit})
+        chunks.append(data)
+        offset += len(data)
+    for meta, pixels in extra:
+        data = np.ascontiguousarray(pixels, dtype=np.uint8).tobytes()
+        h, w = pixels.shape
+        listed.append(dict(meta, shape=[h, w], rect=[0, 0, h, w], offset=offset))
+        chunks.append(data)
+        offset += len(data)
+    head = json.dumps(dict(header, images=listed), separators=(",", ":")).encode()
+    return struct.pack("<I", len(head)) + head + b"".join(chunks)
+
+
+def unpack(message: bytes) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The inverse of :func:`pack` (for tests and benchmarks): header and
+    each image's rectangle of pixels."""
+    (n,) = struct.unpack_from("<I", message, 0)
+    header = json.loads(message[4:4 + n])
+    body = memoryview(message)[4 + n:]
+    images = {}
+    for im in header["images"]:
+        y, x, h, w = im["rect"]
+        images[im["name"]] = np.frombuffer(body[im["offset"]:im["offset"] + h * w],
+                                           dtype=np.uint8).reshape(h, w)
+    return header, images

@@ -1,0 +1,161 @@
+"""The page in a real browser (headless Chromium): it loads, images update
+while a simulator streams, dragging the bright-field region changes the
+virtual image, two pages both update, a page that stops reading does not
+slow the acquisition.  Screenshots land in $DASHBOARD_SCREENSHOTS if set."""
+from __future__ import annotations
+
+import base64
+import os
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from browser import make_driver, need_browser, png_distinct_bytes
+from conftest import SIG, Live
+
+SHOTS = os.environ.get("DASHBOARD_SCREENSHOTS")
+
+
+def wait_for(cond, timeout: float = 60.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = cond()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def canvas_stats(driver, name: str) -> dict:
+    return driver.execute_script("""
+        const c = document.getElementById('c-' + arguments[0]);
+        if (!c.width) return {n: 0};
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        let s = 0, s2 = 0, n = 0, distinct = new Set();
+        for (let i = 0; i < d.length; i += 4) {
+            const v = d[i] + d[i+1] + d[i+2]; s += v; s2 += v * v; n++;
+            distinct.add(d[i] * 65536 + d[i+1] * 256 + d[i+2]);
+        }
+        return {n, mean: s / n, var: s2 / n - (s / n) ** 2, distinct: distinct.size};
+    """, name)
+
+
+def shot(driver, name: str) -> bytes:
+    png = driver.get_screenshot_as_png()
+    if SHOTS:
+        Path(SHOTS).mkdir(parents=True, exist_ok=True)
+        (Path(SHOTS) / f"{name}.png").write_bytes(png)
+    return png
+
+
+@pytest.fixture
+def browser():
+    need_browser()
+    made = []
+
+    def make():
+        d = make_driver()
+        made.append(d)
+        return d
+    yield make
+    for d in made:
+        d.quit()
+
+
+def open_page(driver, live: Live) -> None:
+    driver.get(f"http://127.0.0.1:{live.port}/")
+    wait_for(lambda: driver.execute_script("return window.__dash && window.__dash.drawn") > 3,
+             what="the page to draw updates")
+
+
+def test_page_loads_and_images_update(browser, live: Live) -> None:
+    d = browser()
+    open_page(d, live)
+    first = d.execute_script("return window.__dash.version")
+    wait_for(lambda: d.execute_script("return window.__dash.version") > first + 10,
+             what="more updates")
+    for name in ("sum", "bf", "adf", "com_mag", "com_angle"):
+        st = canvas_stats(d, name)
+        assert st["n"] > 0 and st["var"] > 10 and st["distinct"] > 20, f"{name} is blank: {st}"
+    assert d.find_element("id", "fps").text != "0"
+    png = shot(d, "dashboard")
+    assert png_distinct_bytes(png) > 100, "the screenshot is not blank"
+
+
+def test_dragging_the_bright_field_region_changes_the_virtual_image(browser, live: Live) -> None:
+    from selenium.webdriver.common.action_chains import ActionChains
+    d = browser()
+    open_page(d, live)
+    state = live.dash.state
+    wait_for(lambda: len(state.snapshots()) >= 1, what="a complete scan")
+    before = state.snapshots()[-1].images["bf"].mean()
+    canvas = d.find_element("id", "c-sum")
+    w, h = canvas.size["width"], canvas.size["height"]
+    cy, cx = (SIG[0] - 1) / 2, (SIG[1] - 1) / 2
+    ty, tx = 8, 56
+    chain = ActionChains(d)
+    chain.move_to_element_with_offset(canvas, 0, 0).click_and_hold()
+    steps = 8
+    for _ in range(steps):
+        chain.move_by_offset(int((tx - cx) / SIG[1] * w / steps), int((ty - cy) / SIG[0] * h / steps))
+    chain.release().perform()
+    bf = wait_for(lambda: state.regions and state.regions["bf"], what="the regions to arrive")
+    assert abs(bf[0] - ty) < 3 and abs(bf[1] - tx) < 3, bf
+    moved = wait_for(lambda: next((s for s in reversed(state.snapshots())
+                                   if s.regions.get("bf") == bf), None),
+                     what="a scan with the dragged region")
+    assert moved.images["bf"].mean() < 0.2 * before
+    shot(d, "dragged")
+
+
+def test_two_pages_both_update(browser, live: Live) -> None:
+    a, b = browser(), browser()
+    open_page(a, live)
+    open_page(b, live)
+    va, vb = (x.execute_script("return window.__dash.version") for x in (a, b))
+    wait_for(lambda: a.execute_script("return window.__dash.version") > va + 5
+             and b.execute_script("return window.__dash.version") > vb + 5,
+             what="both pages to update")
+    assert len(live.dash.server.clients) == 2
+
+
+def _stalled_websocket(port: int) -> socket.socket:
+    """A websocket client that completes the handshake and never reads again."""
+    s = socket.create_connection(("127.0.0.1", port))
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    key = base64.b64encode(os.urandom(16)).decode()
+    s.sendall((f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+               f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+               "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+    assert b" 101 " in s.recv(1024).split(b"\r\n", 1)[0]
+    return s
+
+
+def _rate(live: Live, scans: int) -> float:
+    """Frames per second of the next ``scans`` complete scans."""
+    state = live.dash.state
+    start = len(state.snapshots())
+    wait_for(lambda: len(state.snapshots()) >= min(start + scans, state.history.maxlen),
+             what="scans")
+    shots = state.snapshots()[-scans:]
+    return sum(s.fps for s in shots) / len(shots)
+
+
+def test_a_page_that_stops_reading_does_not_slow_the_acquisition(browser, ctx, data) -> None:
+    live = Live(ctx, data, pause_s=0.0, history=20).start()
+    try:
+        alone = _rate(live, 5)
+        stalled = [_stalled_websocket(live.port) for _ in range(2)]
+        d = browser()
+        open_page(d, live)
+        with_pages = _rate(live, 5)
+        updates = [c["updates"] for c in live.dash.server.stats()]
+        for s in stalled:
+            s.close()
+    finally:
+        live.close()
+    assert sorted(updates)[:2] <= [3, 3], \
+        f"a client that does not read gets an update per ack timeout at most: {updates}"
+    assert with_pages > 0.5 * alone, (alone, with_pages)
