@@ -16,10 +16,10 @@ import os
 
 import numpy as np
 
-from libertem_live_merlin.encode import encode_frame
+from libertem_live_merlin.sim.encode import encode_frame
 from libertem_live_merlin.headers import decoded_shape
 from libertem_live_merlin.headers import build_frame_header
-from libertem_live_merlin.synth import make_frames
+from libertem_live_merlin.sim.source import make_frames
 
 
 def main() -> None:

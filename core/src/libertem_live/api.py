@@ -18,7 +18,9 @@ from libertem_live import navshape
 from libertem_live._libertem_compat import ContextOverrides
 from libertem_live.acquisition import LiveAcquisition
 from libertem_live.dispatch import HookDispatcher
-from libertem_live.errors import AcquisitionError, AcquisitionStateError
+from libertem_live.errors import (
+    AcquisitionError, AcquisitionStateError, AcquisitionTimeoutError,
+)
 from libertem_live.executor import executor_named, make_default_executor
 from libertem_live.heap import keep_freed_memory
 from libertem_live.hooks import (
@@ -32,6 +34,17 @@ __all__ = ["LiveContext", "Hooks"]
 
 log = logging.getLogger(__name__)
 _run_ids = itertools.count(1)
+
+
+class _Unset:
+    """``make_acquisition(pending_aq=...)`` not given (active mode), as opposed to
+    an explicit None (a passive wait that timed out)."""
+
+    def __repr__(self) -> str:
+        return "<not given>"
+
+
+_UNSET = _Unset()
 
 
 class ConnectionBuilder:
@@ -92,7 +105,7 @@ class LiveContext(ContextOverrides):
         nav_shape: tuple[int, ...] | None = None,
         frames_per_partition: int | None = None,
         controller: AcquisitionController | None = None,
-        pending_aq: PendingAcquisition | None = None,
+        pending_aq: PendingAcquisition | None | _Unset = _UNSET,
         hooks: Hooks | None = None,
     ) -> LiveAcquisition:
         """Describe a live acquisition; nothing is armed until a UDF runs on it.
@@ -108,8 +121,14 @@ class LiveContext(ContextOverrides):
         """
         if conn is None:
             raise TypeError("make_acquisition needs conn=, an open detector connection")
+        if pending_aq is None:
+            raise AcquisitionTimeoutError(
+                "pending_aq is None: conn.wait_for_acquisition(timeout) returned None because "
+                "no acquisition started within its timeout. Start the acquisition on the "
+                "detector (or in its software) and wait again, or wait longer. To let "
+                "LiberTEM arm the detector itself (active mode), leave pending_aq out.")
         dispatcher = HookDispatcher(self.registry, hooks)
-        if pending_aq is not None:
+        if not isinstance(pending_aq, _Unset):
             if controller is not None:
                 raise ValueError(
                     "pass either pending_aq= (passive mode) or controller= (active mode), "

@@ -183,13 +183,16 @@ class Registry:
         records = self._load()
         record = records.get(name)
         if record is None:
-            close = difflib.get_close_matches(name, list(records), n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
+            hint = _did_you_mean(name, list(records))
+            if hint:
+                advice = f" Did you mean {hint!r}?"
+            else:
+                advice = (f" Drivers are found through the entry-point group "
+                          f"{ENTRY_POINT_GROUP!r}: install the distribution that provides "
+                          f"{name!r} (its vendor's or this project's driver package).")
             raise UnknownDetectorError(
-                f"no detector driver named {name!r} is installed.{hint} Installed drivers: "
-                f"{self.installed_summary()}. Drivers are found through the entry-point "
-                f"group {ENTRY_POINT_GROUP!r}; install the distribution that provides "
-                f"{name!r} (for example libertem-live-{name.replace('_', '-')})."
+                f"no detector driver named {name!r} is installed.{advice} Installed drivers: "
+                f"{self.installed_summary()}."
             )
         if record.status != "ok":
             err = DriverError(
@@ -224,3 +227,15 @@ def default_registry() -> Registry:
         if _default is None:
             _default = Registry()
         return _default
+
+
+def _did_you_mean(name: str, known: list[str]) -> str | None:
+    """The installed driver ``name`` most likely meant (case and ``-``/``_``
+    ignored, then spelling), or None."""
+    def norm(n: str) -> str:
+        return n.lower().replace("-", "_")
+    by_norm = {norm(k): k for k in known}
+    if norm(name) in by_norm:
+        return by_norm[norm(name)]
+    close = difflib.get_close_matches(norm(name), list(by_norm), n=1)
+    return by_norm[close[0]] if close else None

@@ -1,0 +1,42 @@
+"""Errors a user at the microscope meets first, and what they say."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from libertem_live.api import LiveContext
+from libertem_live.errors import AcquisitionTimeoutError, UnknownDetectorError
+
+
+@pytest.fixture(scope="module")
+def ctx():
+    ctx = LiveContext(executor="inline")
+    yield ctx
+    ctx.close()
+
+
+def test_a_timed_out_wait_is_not_active_mode(ctx) -> None:
+    data = np.zeros((2, 2, 4, 4), dtype=np.uint8)
+    with ctx.make_connection("memory").open(data=data, passive_count=0) as conn:
+        pending = conn.wait_for_acquisition(timeout=0.1)
+        assert pending is None
+        with pytest.raises(AcquisitionTimeoutError) as info:
+            ctx.make_acquisition(conn=conn, pending_aq=pending, nav_shape=(2, 2))
+        msg = str(info.value)
+        assert "wait_for_acquisition" in msg and "leave pending_aq out" in msg
+        aq = ctx.make_acquisition(conn=conn, nav_shape=(2, 2))
+        assert aq.mode == "active"
+
+
+@pytest.mark.parametrize("typo", ["MEMORY", "Memory", "memroy", "mem-ory"])
+def test_did_you_mean_ignores_case_and_spelling(ctx, typo: str) -> None:
+    with pytest.raises(UnknownDetectorError, match="Did you mean 'memory'"):
+        ctx.make_connection(typo)
+
+
+def test_an_unknown_name_invents_no_distribution(ctx) -> None:
+    with pytest.raises(UnknownDetectorError) as info:
+        ctx.make_connection("zzyzx")
+    msg = str(info.value)
+    assert "libertem-live-zzyzx" not in msg and "Did you mean" not in msg
+    assert "memory" in msg and "libertem_live.detectors" in msg
