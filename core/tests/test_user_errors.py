@@ -40,3 +40,19 @@ def test_an_unknown_name_invents_no_distribution(ctx) -> None:
     msg = str(info.value)
     assert "libertem-live-zzyzx" not in msg and "Did you mean" not in msg
     assert "memory" in msg and "libertem_live.detectors" in msg
+
+
+def test_recording_sidecar_names_series_and_versions(ctx, tmp_path) -> None:
+    import json
+
+    from libertem_live.udf.record import RecordUDF
+    data = np.arange(2 * 2 * 4 * 4, dtype=np.uint16).reshape(2, 2, 4, 4)
+    with ctx.make_connection("memory").open(data=data) as conn:
+        aq = ctx.make_acquisition(conn=conn, nav_shape=(2, 2))
+        ctx.run_udf(dataset=aq, udf=RecordUDF(tmp_path / "a.npy"))
+        ctx.run_udf(dataset=aq, udf=RecordUDF(tmp_path / "b.npy"))
+    first = json.loads((tmp_path / "a.json").read_text())
+    second = json.loads((tmp_path / "b.json").read_text())
+    assert (first["series"], second["series"]) == (1, 2)
+    assert {"libertem", "libertem-live-core", "numpy", "python"} <= set(first["versions"])
+    assert np.array_equal(np.load(tmp_path / "b.npy"), data)

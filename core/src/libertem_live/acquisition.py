@@ -240,6 +240,8 @@ class LiveAcquisition(DataSet):
         self._comm: FeedCommHandler | None = None
         self._runs = 0
         self.ledger: Ledger = Ledger(self.nimages)
+        self.run_info: dict[str, Any] = {}
+        """What the detector told about the last run's series (its ``series`` id, ...)."""
 
     # --- what LiberTEM asks ---------------------------------------------------
     @property
@@ -329,6 +331,7 @@ class LiveAcquisition(DataSet):
         self._runs += 1
         self._stream = stream
         self.ledger = stream.ledger
+        self.run_info = stream.info
         if stream.expected is None:
             stream.set_expected(self.nimages)
         if self.pending is None and self._hook_caller is not None:

@@ -148,11 +148,13 @@ class BaseConnection:
                 "run it (or cancel the pending acquisition) before starting the next one")
 
     def start_stream(self, expected: int | None, framing: Framing, *,
-                     name: str | None = None, **loop_options: Any) -> FrameStream:
+                     name: str | None = None, info: dict[str, Any] | None = None,
+                     **loop_options: Any) -> FrameStream:
         """A new stream of ``expected`` frames, with the receive loop running
-        ``framing`` in its own thread already.  ``loop_options`` go to
-        :class:`~libertem_live.sdk.receiver.ReceiveLoop` (``flush_latency``,
-        ``end_timeout``)."""
+        ``framing`` in its own thread already.  ``info``: what the detector
+        told about the series (``{"series": 17}``); it ends up in recordings.
+        ``loop_options`` go to :class:`~libertem_live.sdk.receiver.ReceiveLoop`
+        (``flush_latency``, ``end_timeout``)."""
         self.check_idle()
         res = self._res
         assert res is not None
@@ -160,6 +162,7 @@ class BaseConnection:
         stream = FrameStream(expected, ring=self.ring,
                              timeout=self.timeout + max(2.0, 0.5 * self.timeout),
                              source=self.source, pool=res.rings)
+        stream.info.update(info or {})
         loop = ReceiveLoop(stream, framing, timeout=self.timeout, source=self.source,
                            name=name or f"libertem-live-{self.detector_name}-receiver",
                            **loop_options)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from typing import Callable
+from typing import Any, Callable
 
 from libertem_live.errors import (
     AcquisitionError, AcquisitionTimeoutError, DuplicateFrameError, FrameGapError,
@@ -52,6 +52,9 @@ class FrameStream:
         self._closed = False
         self._next_index = 0
         self._on_close: list[Callable[[], None]] = []
+        self.info: dict[str, Any] = {}
+        """What the detector told about this series once it started (its
+        ``series`` id, say); drivers fill it, recordings keep it."""
 
     @property
     def spec(self) -> RingSpec:

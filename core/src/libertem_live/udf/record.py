@@ -28,10 +28,16 @@ def _paths(filename: str) -> tuple[str, str, str, str]:
     return partial, stem + ".json", stem + ".incomplete.npy", stem + ".incomplete.json"
 
 
-def _versions() -> dict[str, str]:
+def _versions(conn: Any = None) -> dict[str, str]:
+    """Python, LiberTEM, numpy, the core, and the distribution of the driver
+    whose connection recorded (found from the connection's package)."""
     from importlib import metadata
     out = {"python": platform.python_version()}
-    for dist in ("libertem", "libertem-live-core", "numpy"):
+    dists = ["libertem", "libertem-live-core", "numpy"]
+    if conn is not None:
+        top = type(conn).__module__.split(".")[0]
+        dists += metadata.packages_distributions().get(top, [])
+    for dist in dict.fromkeys(dists):
         try:
             out[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
@@ -72,15 +78,21 @@ class RecordUDF(UDF):
         filename = self.params.filename
         partial, sidecar, incomplete, incomplete_sidecar = _paths(filename)
         ledger = getattr(dataset, "ledger", None)
+        conn = getattr(dataset, "conn", None)
+        settings = getattr(dataset, "meta", None) and dataset.meta.metadata
+        run = dict(getattr(dataset, "run_info", None) or {})
+        series = run.get("series", (settings or {}).get("series"))
         info = {
             "file": os.path.basename(filename),
             "shape": [int(n) for n in dataset.shape],
             "nav_shape": [int(n) for n in dataset.shape.nav],
             "sig_shape": [int(n) for n in dataset.shape.sig],
             "dtype": str(np.dtype(dataset.dtype)),
-            "detector": getattr(getattr(dataset, "conn", None), "detector_name", None),
-            "settings": _jsonable(getattr(dataset, "meta", None) and dataset.meta.metadata),
-            "versions": _versions(),
+            "detector": getattr(conn, "detector_name", None),
+            "series": _jsonable(series),
+            "run": _jsonable(run),
+            "settings": _jsonable(settings),
+            "versions": _versions(conn),
             "ledger": ledger.as_dict() if ledger is not None else None,
             "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
             "complete": error is None,

@@ -51,6 +51,8 @@ class MemoryConnection(BaseConnection):
         self.announce_nav_shape = announce_nav_shape
         self.sparse = sparse
         self.fault = None if fault is None else parse_fault(fault)
+        self.series = 0
+        """Acquisitions started so far (the memory detector's series id)."""
         if self.fault is not None and self.fault.kind not in SUPPORTED_FAULTS:
             raise ValueError(f"the memory driver cannot inject {self.fault.kind.value!r}; "
                              f"it can: {sorted(k.value for k in SUPPORTED_FAULTS)}")
@@ -77,7 +79,8 @@ class MemoryConnection(BaseConnection):
         fault, self.fault = self.fault, None  # a fault hits the next acquisition only
         framing = MemoryFraming(self._frames, nimages, self.frames_per_stack,
                                 self.truncate_after, self.start_delay, fault)
-        return self.start_stream(nimages, framing)
+        self.series += 1
+        return self.start_stream(nimages, framing, info={"series": self.series})
 
     def wait_for_acquisition(self, timeout: float | None = None) -> MemoryPending | None:
         self.check_idle()
