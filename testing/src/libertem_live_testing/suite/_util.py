@@ -48,7 +48,8 @@ def conn_timeout(conn: Any, sc: Any, default: float) -> float:
 @dataclass
 class Run:
     """What one acquisition came to: its results or its error, how long it
-    took from arming to the end, and the warnings it gave."""
+    took from the start of the UDF run (arming, in active mode) to its end,
+    and the warnings it gave."""
 
     results: Any = None
     error: BaseException | None = None
@@ -68,6 +69,7 @@ def run_once(ctx: Any, sc: Any, conn: Any, mode: str, udfs: list[Any], **kw: Any
         warnings.simplefilter("always")
         try:
             aq = make_acquisition(ctx, sc, conn, mode, **kw)
+            start = time.monotonic()  # compiling the decoder is not the stream's time
             run.results = ctx.run_udf(dataset=aq, udf=udfs)
         except Exception as e:  # noqa: BLE001 - the suite checks the class
             run.error = e
