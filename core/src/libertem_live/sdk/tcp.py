@@ -81,15 +81,15 @@ class TcpReader:
             raise
         return sock
 
-    def connect(self, stop: threading.Event | None = None,
-                timeout: float | None = None) -> TcpReader:
-        """(Re)connect, retrying with back-off for ``timeout`` (default
-        ``reconnect_timeout``) seconds."""
+    def connect(self, stop: threading.Event | None = None, timeout: float | None = None,
+                max_pause: float = 1.0) -> TcpReader:
+        """(Re)connect, retrying with back-off (pauses doubling up to
+        ``max_pause`` s) for ``timeout`` (default ``reconnect_timeout``) seconds."""
         self.close()
         self.sock = connect_with_backoff(
             self._connect_once, where=self.where,
             timeout=self.reconnect_timeout if timeout is None else timeout,
-            hint=self.hint, stop=stop)
+            hint=self.hint, stop=stop, max_pause=max_pause)
         if self.connects:
             log.warning("reconnected to %s (connection %d)", self.where, self.connects + 1)
         self.connects += 1
@@ -139,6 +139,12 @@ class TcpReader:
                 pass
 
     # --- reading ---------------------------------------------------------------------
+    @property
+    def pushed_back(self) -> int:
+        """Bytes given back with :meth:`push_back` and not read again yet (a
+        batch reader that reads the socket directly must not run while any are)."""
+        return len(self._pushback)
+
     def push_back(self, data: Any) -> None:
         """Bytes read ahead: they are returned first by the next read."""
         self._pushback[:0] = bytes(data)

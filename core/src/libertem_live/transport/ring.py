@@ -441,6 +441,11 @@ class RingWriter:
     def slot_bytes(self) -> int:
         return self._slot_bytes
 
+    @property
+    def max_frames(self) -> int:
+        """Frames one slot's table holds (a record must not span more)."""
+        return self._max_frames
+
     def put(self, index: int, payload, aux: int = 0) -> None:
         """Copy one frame's bytes (any buffer) into the ring."""
         src = np.frombuffer(payload, dtype=np.uint8)
