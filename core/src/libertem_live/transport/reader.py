@@ -69,9 +69,16 @@ def _decode_error(e: Exception, first: int, lo: int, hi: int,
     idx = getattr(e, "index", None)
     if idx is not None:
         frame = first + (int(select[idx]) if select is not None else int(idx))
-        return DecodeError(f"could not decode frame {frame}: {e}")
-    last = first + (int(select[-1]) if select is not None and len(select) else hi - lo - 1)
-    return DecodeError(f"could not decode a frame in {first}..{last}: {e}")
+        where = f"could not decode frame {frame}"
+    else:
+        last = first + (int(select[-1]) if select is not None and len(select) else hi - lo - 1)
+        where = f"could not decode a frame in {first}..{last}"
+    text = e.message if isinstance(e, DecodeError) else str(e)
+    cls = type(e) if isinstance(e, DecodeError) else DecodeError
+    try:
+        return cls(f"{where}: {text}")
+    except TypeError:  # a driver's subclass with a constructor of its own
+        return DecodeError(f"{where}: {text}")
 
 
 def decode_csr_from(decoder: Any, spec: RingSpec, slot: int, lo: int, hi: int, first: int,
@@ -81,9 +88,7 @@ def decode_csr_from(decoder: Any, spec: RingSpec, slot: int, lo: int, hi: int, f
     data, offsets, sizes, aux = _rows(spec, slot, lo, hi, select)
     try:
         return decoder.decode_csr(data, offsets, sizes, aux)
-    except DecodeError:
-        raise
-    except (ValueError, IndexError) as e:
+    except (DecodeError, ValueError, IndexError) as e:
         raise _decode_error(e, first, lo, hi, select) from e
 
 
@@ -93,7 +98,5 @@ def decode_into(decoder: Any, spec: RingSpec, slot: int, lo: int, hi: int,
     data, offsets, sizes, aux = _rows(spec, slot, lo, hi, select)
     try:
         decoder.decode(data, offsets, sizes, aux, out)
-    except DecodeError:
-        raise
-    except (ValueError, IndexError) as e:
+    except (DecodeError, ValueError, IndexError) as e:
         raise _decode_error(e, first, lo, hi, select) from e

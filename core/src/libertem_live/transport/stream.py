@@ -146,19 +146,19 @@ class FrameStream:
     def _out_of_sequence(self, item: Stack) -> AcquisitionError:
         """A stack that does not follow the last one.  The receiver wrote the
         frames under the indices the detector gave them, so a jump forward is
-        a gap in the detector's numbering (booked as missing) and a step back
-        is a duplicate or a frame out of order."""
+        a gap in the detector's numbering (booked as missing now; frames
+        never received are booked when the stream closes, once the receiver
+        stopped, so nothing is counted twice) and a step back is a duplicate
+        or a frame out of order."""
         self.ring.release(item.slot, 0, item.count, item.gen)
         nxt = self._next_index
         if item.first > nxt:
             self.ledger.report_missing(nxt, item.first - nxt)
-            self.ledger.finish_short()
             return FrameGapError(
                 f"frames {nxt}..{item.first - 1} never came from the {self.source}: the "
                 f"stream jumped from frame {nxt - 1} to frame {item.first}. The detector "
                 "skipped them or the network dropped them; check the link and the "
                 "detector's frame counter, then repeat the scan", self.ledger)
-        self.ledger.finish_short()
         return DuplicateFrameError(
             f"frame {item.first} came from the {self.source} again after frame {nxt - 1} "
             "(a duplicate or a frame out of order); the scan cannot be assembled safely. "
@@ -195,6 +195,7 @@ class FrameStream:
                 callback()
         finally:
             self.drain()
+            self.ledger.finish_short()  # the receiver is stopped: the count is final
             self.ledger.freeze_decoded()
             if self._pool is not None:
                 self._pool.give(self._config, self.ring)
