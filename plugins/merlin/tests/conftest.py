@@ -11,7 +11,41 @@ import pytest
 from libertem_live_merlin.decode import MerlinDecoder
 from libertem_live_merlin.headers import (AcquisitionHeader, FrameHeader,
                                           parse_acquisition_header, parse_frame_header)
-from libertem_live_merlin.mpx import MpxReader
+from libertem_live_merlin.wire import PREFIX_LEN, parse_prefix
+
+
+class MpxReader:
+    """The tests' own blocking reader of MPX messages from a raw socket (what
+    a client of the simulator sees); ``timeout``: seconds for each message.
+    A clean EOF between messages raises EOFError, one inside a message
+    ConnectionAbortedError, no data TimeoutError."""
+
+    def __init__(self, sock: socket.socket, timeout: float = 5.0):
+        self.sock = sock
+        self.offset = 0
+        sock.settimeout(timeout)
+
+    def recv_exactly(self, n: int) -> bytearray:
+        buf = bytearray(n)
+        view = memoryview(buf)
+        got = 0
+        while got < n:
+            k = self.sock.recv_into(view[got:])
+            if k == 0:
+                if got == 0:
+                    raise EOFError(f"connection closed at stream offset {self.offset}")
+                raise ConnectionAbortedError(
+                    f"connection closed after {got} of {n} bytes at offset {self.offset}")
+            got += k
+            self.offset += k
+        return buf
+
+    def read_prefix(self) -> int:
+        start = self.offset
+        return parse_prefix(self.recv_exactly(PREFIX_LEN), start)
+
+    def read_message(self) -> bytearray:
+        return self.recv_exactly(self.read_prefix())
 
 
 @pytest.fixture

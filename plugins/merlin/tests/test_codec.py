@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from libertem_live_merlin.decode import MerlinDecoder
-from libertem_live_merlin.encode import encode_chip_rows, encode_frame, encode_raw
+from libertem_live_merlin.sim.encode import encode_chip_rows, encode_frame, encode_raw
 from libertem_live_merlin.errors import DecodeError
 from libertem_live_merlin.headers import (build_frame_header, decoded_shape,
                                           parse_frame_header)

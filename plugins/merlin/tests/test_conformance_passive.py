@@ -6,16 +6,15 @@ from typing import Iterator
 
 import pytest
 
-from libertem_live_testing import Capabilities
 from libertem_live_testing.suite import TestConnection, TestFaults, TestResults  # noqa: F401
 
-from test_conformance import MerlinHarness
+from test_conformance import MerlinHarness, _capabilities
 
 
 class PassiveMerlinHarness(MerlinHarness):
-    capabilities = Capabilities(passive=True, active=False, nav_shape_from_detector=True,
-                                nav_shape_can_be_unknown=True, short_stream=True, frames=True,
-                                sig_shape=(256, 256))
+    capabilities = _capabilities(passive=True, active=False, nav_shape_from_detector=True,
+                                 nav_shape_can_be_unknown=True, short_stream=True,
+                                 frames=True, sig_shape=(256, 256))
 
 
 @pytest.fixture(scope="module")

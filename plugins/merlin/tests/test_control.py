@@ -5,13 +5,16 @@ import socket
 import threading
 
 import pytest
+from conftest import MpxReader
 
-from libertem_live_merlin.control import MerlinControl
-from libertem_live_merlin.errors import (MerlinBusyError, MerlinOutOfRangeError,
-                                         MerlinProtocolError, MerlinTimeout,
+from libertem_live.errors import DetectorConnectionError
+
+from libertem_live_merlin.client import MerlinControl, ReconnectingControl
+from libertem_live_merlin.errors import (MerlinBusyError, MerlinControlTimeout,
+                                         MerlinOutOfRangeError, MerlinProtocolError,
                                          MerlinUnknownCommandError)
-from libertem_live_merlin.mpx import MpxReader, build_message, recv_exactly
 from libertem_live_merlin.sim import MerlinSim
+from libertem_live_merlin.wire import build_message
 
 
 @pytest.fixture
@@ -73,7 +76,7 @@ def test_server_accepts_plain_and_suffixed_forms_with_correct_length(sim):
     r = MpxReader(s, timeout=5)
     s.sendall(b"MPX,0000000011,GET,IMAGEX")
     # reply "GET,IMAGEX,256,0" is 16 bytes; the length field counts them + 1
-    assert bytes(recv_exactly(s, 15 + 16, timeout=5)) == b"MPX,0000000017,GET,IMAGEX,256,0"
+    assert bytes(r.recv_exactly(15 + 16)) == b"MPX,0000000017,GET,IMAGEX,256,0"
     s.sendall(build_message(b"GET,IMAGEX,0"))
     assert bytes(r.read_message()) == b"GET,IMAGEX,256,0"
     s.sendall(build_message(b"CMD,STOPACQUISITION,0"))
@@ -97,6 +100,7 @@ def _one_shot_server(reply: bytes | None):
     def run():
         conn, _ = ls.accept()
         MpxReader(conn, timeout=5).read_message()
+        conn.settimeout(None)
         if reply is not None:
             conn.sendall(reply)
         done.wait(10)
@@ -128,7 +132,7 @@ def test_reply_timeout():
     port, done, t = _one_shot_server(None)
     try:
         with MerlinControl(port=port, timeout=0.2) as c:
-            with pytest.raises(MerlinTimeout):
+            with pytest.raises(MerlinControlTimeout, match="no reply to 'GET,IMAGEX'"):
                 c.get("IMAGEX")
     finally:
         done.set()
@@ -139,5 +143,30 @@ def test_connect_refused_is_immediate():
     ls = socket.create_server(("127.0.0.1", 0))
     port = ls.getsockname()[1]
     ls.close()
-    with pytest.raises(ConnectionRefusedError):
+    with pytest.raises(DetectorConnectionError, match="cannot connect.*tried 1 times"):
         MerlinControl(port=port, timeout=2).connect()
+
+
+def test_reconnecting_client_survives_a_restart(sim):
+    """A request on a connection the restart dropped is retried once on a new one."""
+    c = ReconnectingControl("127.0.0.1", sim.control_port, reconnect_timeout=5)
+    try:
+        assert c.get("IMAGEX") == "256"
+        sim.restart()
+        assert c.get("IMAGEX") == "256"
+    finally:
+        c.close()
+
+
+def test_detector_idle_probe(sim):
+    c = ReconnectingControl("127.0.0.1", sim.control_port)
+    try:
+        assert c.detector_idle() is None, "the probe never opens a connection itself"
+        c.connect()
+        assert c.detector_idle() is True
+        c.cmd("STARTACQUISITION")  # soft trigger: armed, busy
+        assert c.detector_idle() is False
+        c.cmd("ABORT")
+        assert c.detector_idle() is True
+    finally:
+        c.close()

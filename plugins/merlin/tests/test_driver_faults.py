@@ -2,7 +2,8 @@
 the timeout, leaks nothing (threads, sockets, shared memory), and the same
 connection then runs the next acquisition correctly.
 
-(``test_faults.py`` holds the wire-level checks of the simulator's faults.)
+(``test_faults.py`` holds the wire-level checks of the simulator's faults,
+``test_fault_kinds.py`` the kit's outcome for every kind.)
 Everything through the public API: a module-wide LiveContext, MerlinSim on
 real TCP ports.
 """
@@ -18,12 +19,10 @@ from libertem.udf.sum import SumUDF
 
 from libertem_live.api import Hooks
 from libertem_live.errors import (AcquisitionTimeoutError, DecodeError,
-                                  DetectorConnectionError, FrameOrderError,
-                                  StreamTruncatedError)
+                                  DetectorConnectionError, FrameGapError, StreamTruncatedError)
 
 from libertem_live_merlin.errors import (MerlinBusyError, MerlinControlError,
                                          MerlinOutOfRangeError, MerlinUnknownCommandError)
-from libertem_live_merlin.faults import Fault, FaultKind
 from libertem_live_merlin.sim import MerlinSim
 
 N = 32
@@ -114,12 +113,13 @@ def run_failing(ctx: Any, conn: Any, exc: Any) -> Any:
 
 
 def test_aborted_mid_stream(live_ctx: Any, sim: MerlinSim, no_leaks: list[Any]) -> None:
-    """Upstream issue #167: no more frames, connection open -> an error within
-    the timeout that says how many frames came; the connection stays usable."""
+    """Upstream issue #167: no more frames, connection open, detector idle -> an
+    error well within the timeout that says how many frames came; the
+    connection stays usable."""
     with connect(live_ctx, sim, no_leaks) as conn:
-        sim.inject_fault(Fault(FaultKind.ABORT_AFTER, 10))
-        err = run_failing(live_ctx, conn, AcquisitionTimeoutError)
-        assert "10 of 32 frames" in str(err)
+        sim.inject_fault("ends_short@10")
+        err = run_failing(live_ctx, conn, StreamTruncatedError)
+        assert "after 10 of 32 frames" in str(err)
         snap = err.ledger.snapshot()
         assert (snap.received, snap.missing, snap.first_missing) == (10, 22, 10), snap
         assert_next_acquisition_works(live_ctx, conn, sim)
@@ -127,10 +127,11 @@ def test_aborted_mid_stream(live_ctx: Any, sim: MerlinSim, no_leaks: list[Any]) 
 
 def test_new_header_instead_of_frame(live_ctx: Any, sim: MerlinSim,
                                      no_leaks: list[Any]) -> None:
-    """An aborted acquisition followed by the next one: the new header where a
-    frame was due ends the old run at once, and the new run is not lost."""
+    """An aborted acquisition followed by the next one: the run ends (at the new
+    header where a frame was due, or when the idle detector is noticed), and
+    the new run is not lost."""
     with connect(live_ctx, sim, no_leaks, timeout=10.0) as conn:
-        sim.inject_fault(Fault(FaultKind.ABORT_AFTER, 5))
+        sim.inject_fault("ends_short@5")
         conn.get_control().cmd("STARTACQUISITION")
         pending = conn.wait_for_acquisition(10.0)
         assert pending is not None
@@ -141,7 +142,7 @@ def test_new_header_instead_of_frame(live_ctx: Any, sim: MerlinSim,
             live_ctx.run_udf(dataset=aq, udf=SumUDF())
         assert info.value.ledger.snapshot().received == 5
         pending = conn.wait_for_acquisition(5.0)
-        assert pending is not None, "the acquisition whose header ended the last one is kept"
+        assert pending is not None, "the acquisition that followed the aborted one is kept"
         aq = live_ctx.make_acquisition(conn=conn, pending_aq=pending)
         res = live_ctx.run_udf(dataset=aq, udf=SumUDF())
         assert np.array_equal(res["intensity"].data, sim.expected_sum(N))
@@ -149,7 +150,7 @@ def test_new_header_instead_of_frame(live_ctx: Any, sim: MerlinSim,
 
 def test_truncated_frame(live_ctx: Any, sim: MerlinSim, no_leaks: list[Any]) -> None:
     with connect(live_ctx, sim, no_leaks) as conn:
-        sim.inject_fault(Fault(FaultKind.TRUNCATE_FRAME, 7))
+        sim.inject_fault("disconnect_mid_stream@6")
         err = run_failing(live_ctx, conn, DetectorConnectionError)
         assert "6 of 32 frames" in str(err) and "closed the connection" in str(err)
         assert err.ledger.snapshot().received == 6
@@ -157,23 +158,22 @@ def test_truncated_frame(live_ctx: Any, sim: MerlinSim, no_leaks: list[Any]) -> 
 
 
 def test_sequence_gap(live_ctx: Any, sim: MerlinSim, no_leaks: list[Any]) -> None:
-    """Frame 7 carries number 10: a ledger entry and an error, never a shift."""
+    """Frame 6 never comes, frame 7 keeps its number: a ledger entry and an
+    error, never a shift of the later frames into the wrong scan positions."""
     with connect(live_ctx, sim, no_leaks) as conn:
-        sim.inject_fault(Fault(FaultKind.WRONG_SEQUENCE, 7, 10))
-        err = run_failing(live_ctx, conn, FrameOrderError)
-        assert "expected frame 7, got 10" in str(err)
+        sim.inject_fault("frame_gap@6")
+        err = run_failing(live_ctx, conn, FrameGapError)
+        assert "frames 6..6 never came" in str(err)
         snap = err.ledger.snapshot()
-        assert (snap.received, snap.first_missing) == (6, 6), snap
-        # the 3 lost frames; the core may also book the 23 never sent as missing
-        assert snap.missing in (3, N - 6), snap
-        assert "3 frames lost" in str(err)
+        assert (snap.received, snap.first_missing) == (7, 6), snap
+        assert snap.received + snap.missing == N, snap
         assert_next_acquisition_works(live_ctx, conn, sim)
 
 
 def test_header_that_does_not_parse(live_ctx: Any, sim: MerlinSim,
                                     no_leaks: list[Any]) -> None:
     with connect(live_ctx, sim, no_leaks) as conn:
-        sim.inject_fault(Fault(FaultKind.GARBAGE_HEADER, 4))
+        sim.inject_fault("corrupt_payload@3")
         err = run_failing(live_ctx, conn, DecodeError)
         assert "frame 4 of 32" in str(err) and "does not parse" in str(err)
         assert err.ledger.snapshot().received == 3
@@ -182,19 +182,11 @@ def test_header_that_does_not_parse(live_ctx: Any, sim: MerlinSim,
 
 def test_frame_size_changes(live_ctx: Any, sim: MerlinSim, no_leaks: list[Any]) -> None:
     with connect(live_ctx, sim, no_leaks) as conn:
-        sim.inject_fault(Fault(FaultKind.SHORT_FRAME, 9))
+        sim.inject_fault("truncated_payload@8")
         err = run_failing(live_ctx, conn, DecodeError)
         assert "frame size changed" in str(err)
         assert err.ledger.snapshot().received == 8
         assert_next_acquisition_works(live_ctx, conn, sim)
-
-
-def test_garbage_prefix(live_ctx: Any, sim: MerlinSim, no_leaks: list[Any]) -> None:
-    with connect(live_ctx, sim, no_leaks) as conn:
-        sim.inject_fault(Fault(FaultKind.GARBAGE_PREFIX, 3))
-        err = run_failing(live_ctx, conn, FrameOrderError)
-        assert "not an MPX message" in str(err)
-        assert_next_acquisition_works(live_ctx, conn, sim)  # reconnects
 
 
 def test_control_status_errors(live_ctx: Any, sim: MerlinSim, no_leaks: list[Any]) -> None:

@@ -15,7 +15,7 @@ from libertem_live.transport.ring import OFFSET, SIZE
 from libertem_live_merlin.batch import ExpectedHeader, SlotScatter
 from libertem_live_merlin.connection import MerlinConnection
 from libertem_live_merlin.headers import build_acquisition_header, build_frame_header
-from libertem_live_merlin.mpx import build_message
+from libertem_live_merlin.wire import build_message
 
 PAYLOAD = 256 * 256 * 2
 

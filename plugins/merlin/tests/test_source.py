@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from libertem_live_merlin.headers import parse_frame_header
-from libertem_live_merlin.mpx import parse_prefix
-from libertem_live_merlin.sim_source import SyntheticSource
+from libertem_live_merlin.wire import parse_prefix
+from libertem_live_merlin.sim.source import SyntheticSource
 
 
 def split_messages(buf: bytes) -> list[bytes]:

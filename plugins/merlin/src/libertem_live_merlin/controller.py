@@ -13,16 +13,13 @@ error never leaves the detector acquiring into a socket nobody reads.
 from __future__ import annotations
 
 import logging
-import time
 from typing import TYPE_CHECKING, Any, Optional, Union
 
-from libertem_live.errors import AcquisitionTimeoutError, DecodeError, NavShapeError
-from libertem_live.protocols import FrameFormat
-from libertem_live.transport.stream import FrameStream
+from libertem_live.driver import FrameFormat, FrameFormatError, FrameStream
 
 from .decode import MerlinDecoder
 from .headers import sorted_format_for
-from .receiver import dtype_for
+from .wire import dtype_for
 
 if TYPE_CHECKING:
     from .connection import MerlinConnection
@@ -122,7 +119,7 @@ class MerlinActiveController:
         if raw:
             layout = _RAW_LAYOUTS.get((height, width))
             if layout is None:
-                raise DecodeError(
+                raise FrameFormatError(
                     f"the Merlin reports a {width}x{height} image in raw format (FILEFORMAT "
                     "2); raw decoding supports 1x1 (256x256) and 2x2 quad (512x512, or "
                     "514x514 with gaps). Use file_format='sorted' for this layout")
@@ -139,31 +136,20 @@ class MerlinActiveController:
 
     def arm(self, conn: MerlinConnection, nimages: int) -> FrameStream:
         ctl = conn.get_control()
-        ch = conn._check_idle()
+        conn.check_idle()
         if self._expect is None:
             self.frame_format(conn)
         if self.soft_trigger and self.frames_per_trigger is None:
             ctl.set("NUMFRAMESPERTRIGGER", nimages)
         ctl.set("NUMFRAMESTOACQUIRE", nimages)
-        stale = ch.drain_available()
+        stale = conn.discard_stale()
         if stale:
             log.info("discarded %d stale messages on %s before arming", stale, conn.where)
         ctl.cmd("STARTACQUISITION")
         stream: Optional[FrameStream] = None
         try:
-            hdr = ch.find_header(time.monotonic() + self.arm_timeout)
-            if hdr is None:
-                raise AcquisitionTimeoutError(
-                    f"CMD STARTACQUISITION was accepted, but no acquisition header came on "
-                    f"{conn.where} within {self.arm_timeout:g} s: is the data port right, "
-                    "and is no other client connected to it?")
-            if hdr.frames_in_acquisition != nimages:
-                raise NavShapeError(
-                    f"the Merlin announced {hdr.frames_in_acquisition} frames after "
-                    f"NUMFRAMESTOACQUIRE was set to {nimages} (the scan size); check the "
-                    "detector settings")
-            hdr, _ = ch.take_acquisition()
-            stream = conn._start_receiver(hdr, nimages, None, self._expect)
+            stream = conn.receive_next(nimages, expect=self._expect,
+                                       header_timeout=self.arm_timeout)
             if self.soft_trigger:
                 ctl.cmd("SOFTTRIGGER")
             return stream

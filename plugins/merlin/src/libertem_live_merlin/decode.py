@@ -14,7 +14,7 @@ start at the MQ1 header and skips ``data_offset`` bytes itself. ``aux`` is
 accepted for the core's interface and ignored (all the information needed is
 fixed per acquisition).
 
-Encodings (protocols.md 2.6):
+Encodings:
 
 * sorted ``U08``/``U16``/``U32``/``U64`` (and ``U01`` as one byte per pixel):
   big-endian, row-major, already assembled (gaps included for ``G`` layouts);

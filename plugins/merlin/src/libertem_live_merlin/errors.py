@@ -1,51 +1,40 @@
-"""Exceptions of the Merlin wire layer.
+"""Errors of the Merlin driver, on the core's classes.
 
-They live in one module so that the socket code, the parsers, the decoder and
-the control client can raise the same types without importing each other, and
-so that callers (the core receiver, tests) can catch one family per failure
-kind: framing/parsing (:class:`MerlinProtocolError`), control status codes
-(:class:`MerlinControlError`), payload decoding (:class:`DecodeError`).
+The data path raises the core's classes (and signals) unchanged: a frame
+that does not decode is a :class:`DecodeError`, a lost connection a
+:class:`DetectorConnectionError`, and so on.  What is Merlin's own is the
+control port's answers (status codes that say what to do) and bytes that
+do not follow the MPX/HDR/MQ1 formats, which the parsers raise and the
+receiver turns into the core's errors with the frame named.
 """
 from __future__ import annotations
 
+from libertem_live.driver import (
+    AcquisitionTimeoutError, DecodeError, DetectorConnectionError, FrameFormatError, LiveError,
+)
 
-class MerlinError(Exception):
-    """Base class of every error this package raises on purpose."""
+__all__ = [
+    "MerlinError", "MerlinProtocolError", "MerlinControlError", "MerlinBusyError",
+    "MerlinUnknownCommandError", "MerlinOutOfRangeError", "MerlinControlTimeout",
+    "control_error", "DecodeError", "FrameFormatError", "DetectorConnectionError",
+]
 
 
-class MerlinProtocolError(MerlinError):
-    """Bytes on a Merlin socket do not follow the MPX/HDR/MQ1 protocol.
+class MerlinError(LiveError):
+    """Base of the errors only a Merlin raises (catch it to catch all of them)."""
 
-    Raised for a bad ``MPX,`` magic, a non-digit length field, EOF in the
-    middle of a message, and unparsable acquisition or frame headers. The
-    message quotes what was seen, so that a desynchronised stream can be
-    diagnosed from the log alone.
+
+class MerlinProtocolError(MerlinError, ValueError):
+    """Bytes on a Merlin socket do not follow the MPX/HDR/MQ1 formats.
+
+    Raised for a bad ``MPX,`` magic, a non-digit length field and unparsable
+    acquisition or frame headers.  The message quotes what was seen, so that
+    a desynchronised stream can be diagnosed from the log alone.
     """
 
 
-class MerlinTruncatedError(MerlinProtocolError):
-    """The peer closed the connection in the middle of a message."""
-
-
-class MerlinConnectionClosed(MerlinError, ConnectionError):
-    """The peer closed the connection cleanly, on a message boundary.
-
-    Not a protocol violation by itself (the Merlin protocol has no end
-    message), but a reader waiting for more frames must treat it as the end
-    of the stream.
-    """
-
-
-class MerlinTimeout(MerlinError, TimeoutError):
-    """No (or not enough) data arrived within the allowed time."""
-
-
-class MerlinStopped(MerlinError):
-    """A blocking read was abandoned because the caller asked to stop."""
-
-
-class DecodeError(MerlinError, ValueError):
-    """A frame payload cannot be decoded (wrong size, unsupported format)."""
+class MerlinControlTimeout(MerlinError, AcquisitionTimeoutError):
+    """The control port did not answer a request in time."""
 
 
 class MerlinControlError(MerlinError):
@@ -71,6 +60,9 @@ class MerlinControlError(MerlinError):
             f"Merlin rejected {what} with status {status} ({self.meaning}); "
             f"{self.advice} [request {request!r}]"
         )
+
+    def __reduce__(self):  # noqa: ANN204 - pickles with its five arguments
+        return (type(self), (self.verb, self.name, self.value, self.status, self.request))
 
 
 class MerlinBusyError(MerlinControlError):

@@ -1,10 +1,9 @@
 """Merlin headers: the acquisition header (``HDR``) and per-frame ``MQ1`` headers.
 
-Formats per protocols.md 2.4. Builders are used by the simulator, parsers by
-receivers; both live here so that a round trip is testable in one place and
+Builders are used by the simulator, parsers by receivers; both live here so that a round trip is testable in one place and
 the field order is written down once.
 
-Geometry conventions (2.4b): for sorted ``U..`` formats the header's
+Geometry conventions: for sorted ``U..`` formats the header's
 width/height are the final image size (quad 512x512, or 514x514 for ``2x2G``).
 For raw ``R64`` they give the raw chip arrangement (one chip 256x256, quad
 1024x256) and the decoded image size follows from the layout. For raw 24 bit
@@ -162,7 +161,7 @@ def _int_field(value: str, what: str, context: str) -> int:
 
 
 def parse_acquisition_header(payload: bytes | bytearray | memoryview) -> AcquisitionHeader:
-    """Parse an ``HDR`` payload (protocols.md 2.4a).
+    """Parse an ``HDR`` payload.
 
     Lines split at the first ``:``, both sides trimmed, parsing stops at the
     line ``End``. The two frame-count keys are required.
@@ -219,7 +218,7 @@ def parse_acquisition_header(payload: bytes | bytearray | memoryview) -> Acquisi
 
 @dataclass(frozen=True)
 class FrameHeader:
-    """A parsed ``MQ1`` frame header (protocols.md 2.4b)."""
+    """A parsed ``MQ1`` frame header."""
 
     sequence: int
     data_offset: int

@@ -1,302 +1,169 @@
 """The Merlin data plane: one TCP socket, MPX messages -> the core's frame ring.
 
-Two layers.  :class:`DataChannel` owns the data socket for the lifetime of a
-connection: (re)connecting with back-off, finding the next acquisition
-header, peeking the first frame's header, and keeping the stream position on
-a message boundary across acquisitions (after an early stop it remembers how
-many bytes of the current message are still to be skipped; after garbage it
-reconnects).  :class:`FrameReceiver` is the per-acquisition hot loop that a
-:class:`~libertem_live.transport.thread.ReceiverThread` runs.
+Two parts.  :class:`DataPort` is the data socket of a connection (the core's
+:class:`~libertem_live.driver.TcpReader`: back-off, exact reads, skipping
+the rest of an abandoned message) plus what lies between acquisitions:
+finding the next acquisition header (discarding stale frames), peeking the
+first frame's header, which defines the format.  :class:`MerlinFraming` is
+one acquisition's :class:`~libertem_live.driver.Framing`, run by the core's
+receive loop.
 
-Why the socket is used the way it is: the socket stays in blocking mode with
-``SO_RCVTIMEO`` set to a short poll interval, and every read passes
-``MSG_WAITALL``.  A frame then costs two ``recv_into`` system calls (MPX
-prefix + MQ1 header into a scratch buffer, pixel payload straight into the
-ring slot) and no ``poll``; the interval only bounds how late a stop request
-or an idle timeout is noticed.  Python's own socket timeout would add a
-``poll`` before every read.
+Why the socket is used the way it is: it stays in blocking mode with
+``SO_RCVTIMEO`` set to a short poll interval (the reader sets it up), and the
+hot path reads many frames per ``recvmsg_into`` with ``MSG_WAITALL``: the
+MPX prefix + MQ1 headers into rows of a scratch array, the pixel payloads
+straight into their places in a ring slot (:mod:`.batch`).  A batch that
+comes back short (a stall, a stop request, the end of the data for now) is
+completed frame by frame on a slow path; so is a batch with a header that
+is not the predicted one, which the slow path names (or, for a frame number
+that jumps, writes under the detector's number so that the core books the
+gap).
+
+The MPX stream has no end-of-series message.  A series ends when its last
+frame came; one that the detector stopped early shows as the next
+acquisition's header where a frame was due, or (when the connection's
+control port is open) as a silent data port while the detector reports
+``DETECTORSTATUS`` 0 (idle).
 """
 from __future__ import annotations
 
 import logging
+import select
 import socket
-import struct
 import threading
 import time
-from typing import Any, Optional
+from typing import Callable, Optional
 
 import numpy as np
 
-from libertem_live.errors import (
-    AcquisitionTimeoutError, DecodeError, DetectorConnectionError, FrameOrderError,
-    StreamTruncatedError,
+from libertem_live.driver import (
+    FOREVER, AcquisitionTimeoutError, DecodeError, FrameFormatError, FrameOrderError,
+    IdleTimeout, PeerClosed, RingWriter, Stalled, StreamTruncatedError, TcpReader, Truncated,
+    frame_aligned,
 )
-from libertem_live.protocols import FrameFormat
-from libertem_live.reconnect import connect_with_backoff
-from libertem_live.transport.ring import frame_aligned
-from libertem_live.transport.stream import FrameStream
 
 from .batch import ExpectedHeader, SlotScatter, table_rows
 from .decode import MerlinDecoder
-from .errors import (MerlinConnectionClosed, MerlinError, MerlinProtocolError,
-                     MerlinStopped, MerlinTimeout, MerlinTruncatedError)
+from .errors import MerlinProtocolError
 from .headers import (AcquisitionHeader, FrameHeader, parse_acquisition_header,
                       parse_frame_header, peek_data_offset)
-from .mpx import PREFIX_LEN, parse_prefix
+from .wire import (MAX_HEADER_MESSAGE, PREFIX_LEN, frame_format_for, mq1_tail, parse_prefix,
+                   same_encoding)
 
 log = logging.getLogger(__name__)
 
-POLL_S = 0.05  # SO_RCVTIMEO: how late a stop request / idle timeout is noticed
-FLUSH_S = 0.02  # publish a partly filled ring slot at least this often
-MAX_HEADER_MESSAGE = 1 << 20  # an HDR larger than this is garbage, not a header
+PROBE_AFTER_S = 0.25
+"""Quiet seconds in the middle of a series before the receiver asks the
+control port whether the detector still acquires (and between two asks)."""
 
-#: counter depth -> the dtype that holds its values (protocols.md 2.3)
-DEPTH_DTYPES = {1: np.uint8, 6: np.uint8, 12: np.uint16, 24: np.uint32}
-_FORMAT_DTYPES = {"U01": np.uint8, "U08": np.uint8, "U16": np.uint16, "U32": np.uint32,
-                  "U64": np.uint64}
+Peeked = tuple[bytes, FrameHeader]
 
 
-def dtype_for(pixel_format: str, counter_depth: Optional[int]) -> np.dtype:
-    """The natural dtype of decoded frames: by counter depth, else by pixel format."""
-    if counter_depth in DEPTH_DTYPES:
-        return np.dtype(DEPTH_DTYPES[counter_depth])
-    if pixel_format in _FORMAT_DTYPES:
-        return np.dtype(_FORMAT_DTYPES[pixel_format])
-    raise FrameOrderError(
-        f"cannot tell the pixel dtype of {pixel_format} frames without a counter depth "
-        "(no MQ1A extension in the frame header and none in the acquisition header)")
+class DataPort:
+    """The data socket of one connection and where it stands between acquisitions.
 
-
-def frame_format_for(first: FrameHeader, hdr: Optional[AcquisitionHeader],
-                     extra: Optional[dict[str, Any]] = None) -> FrameFormat:
-    """The FrameFormat that the first frame's MQ1 header defines (passive mode)."""
-    depth = first.counter_depth
-    if depth is None and hdr is not None:
-        depth = hdr.counter_depth
-    if first.is_raw and first.counter_depth is None and depth is not None:
-        import dataclasses
-        first = dataclasses.replace(first, counter_depth=depth)
-    try:
-        decoder = MerlinDecoder.from_frame_header(first)
-    except MerlinError as e:
-        raise DecodeError(f"the first frame's header describes frames this driver cannot "
-                          f"decode: {e}") from None
-    meta: dict[str, Any] = {
-        "detector": "merlin", "pixel_format": first.pixel_format, "layout": first.layout,
-        "counter_depth": depth, "frame_header": first,
-    }
-    if hdr is not None:
-        meta["acquisition_header"] = dict(hdr.raw)
-    if extra:
-        meta.update(extra)
-    return FrameFormat(sig_shape=decoder.sig_shape, dtype=dtype_for(first.pixel_format, depth),
-                       decoder=decoder, metadata=meta)
-
-
-def same_encoding(a: MerlinDecoder, b: MerlinDecoder) -> bool:
-    """Whether two decoders read the same bytes the same way (layout only matters raw)."""
-    def fmt(d: MerlinDecoder) -> str:
-        return "U08" if d.pixel_format == "U01" else d.pixel_format  # both 1 byte/pixel
-    if (fmt(a), a.sig_shape, a.payload_size) != (fmt(b), b.sig_shape, b.payload_size):
-        return False
-    if a.pixel_format == "R64":
-        return (a.counter_depth, a.layout) == (b.counter_depth, b.layout)
-    return True
-
-
-class DataChannel:
-    """The data socket of one connection and where it stands in the stream.
-
-    ``timeout``: seconds without a byte, once a message has started, before a
-    read fails.  ``reconnect_timeout``: how long (re)connecting retries, with
-    exponential back-off, before :class:`DetectorConnectionError`.
+    ``timeout``: seconds without a byte, once a message started, before a
+    read stalls.  ``reconnect_timeout``: how long (re)connecting retries,
+    with back-off, before :class:`~libertem_live.driver.DetectorConnectionError`.
     """
 
     def __init__(self, host: str, port: int, *, timeout: float = 30.0,
-                 reconnect_timeout: float = 10.0, connect_timeout: float = 5.0,
-                 rcvbuf: Optional[int] = None):
-        self.host, self.port = host, int(port)
-        self.timeout = timeout
-        self.reconnect_timeout = reconnect_timeout
-        self.connect_timeout = connect_timeout
-        self.rcvbuf = rcvbuf
-        self.sock: Optional[socket.socket] = None
-        self.broken: Optional[str] = None  # why the stream position is lost
-        self.skip = 0  # bytes of an abandoned message still to discard
-        self.pushback = bytearray()  # bytes read ahead, consumed before the socket
-        self.pending_hdr: Optional[AcquisitionHeader] = None
-        self.peeked: Optional[tuple[bytes, FrameHeader]] = None  # prefix+MQ1 header
-        self.discarded = 0  # stale messages skipped while looking for a header
-        self.connects = 0
-        self.in_use = threading.Lock()  # held by the receiver thread while it reads
-
-    @property
-    def where(self) -> str:
-        return f"the Merlin data port tcp://{self.host}:{self.port}"
-
-    # --- connecting --------------------------------------------------------------
-    def _connect_once(self) -> socket.socket:
-        sock = socket.create_connection((self.host, self.port), timeout=self.connect_timeout)
-        try:
-            sock.settimeout(None)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if self.rcvbuf:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.rcvbuf)
-            sec = int(POLL_S)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO,
-                            struct.pack("ll", sec, int((POLL_S - sec) * 1e6)))
-        except BaseException:
-            sock.close()
-            raise
-        return sock
-
-    def connect(self, stop: Optional[threading.Event] = None) -> None:
-        """Connect, retrying refused/unreachable with back-off (0.05 s doubling to
-        1 s) for ``reconnect_timeout`` s: a restarting Merlin PC comes back, a
-        wrong address fails with a message that says what to check."""
-        self.close_socket()
-        self.sock = connect_with_backoff(
-            self._connect_once, where=self.where, timeout=self.reconnect_timeout, stop=stop,
+                 reconnect_timeout: float = 10.0, rcvbuf: Optional[int] = None):
+        self.where = f"the Merlin data port tcp://{host}:{port}"
+        self.reader = TcpReader(
+            host, port, where=self.where, stall_timeout=timeout,
+            reconnect_timeout=reconnect_timeout, rcvbuf=rcvbuf,
             hint="Is the Merlin software running and is the data port right (default "
                  "6342)? Raise reconnect_timeout to wait longer")
-        if self.connects:
-            log.warning("reconnected to %s (connection %d)", self.where, self.connects + 1)
-        self.connects += 1
-        self.broken = None
-        self.skip = 0
-        self.pushback = bytearray()
-        self.peeked = None
+        self.timeout = float(timeout)
+        self.pending_hdr: Optional[AcquisitionHeader] = None
+        self.peeked: Optional[Peeked] = None  # prefix + MQ1 header of the first frame
+        self.discarded = 0  # stale messages skipped while looking for a header
+        self.pushed = 0
+        """Bytes pushed back into the reader and not read again yet (at most: a
+        skip may discard some unseen); while any are left, the batch path,
+        which reads the socket directly, must not run."""
+        self._connects = 0
+
+    # --- reads that keep count of pushed-back bytes ------------------------------------
+    def push_back(self, data: bytes) -> None:
+        if data:
+            self.reader.push_back(data)
+            self.pushed += len(data)
+
+    def read_into(self, view, **kw) -> None:  # noqa: ANN001, ANN003 - as TcpReader's
+        r = self.reader
+        if r.connects != self._connects:  # a new connection has no pushed-back bytes
+            self._connects = r.connects
+            self.pushed = 0
+        r.read_into(view, **kw)
+        if self.pushed:
+            self.pushed = max(0, self.pushed - memoryview(view).nbytes)
+
+    def read_exactly(self, n: int, **kw) -> bytearray:  # noqa: ANN003 - as TcpReader's
+        buf = bytearray(n)
+        self.read_into(buf, **kw)
+        return buf
+
+    @property
+    def has_pushback(self) -> bool:
+        if self.reader.connects != self._connects:
+            self._connects = self.reader.connects
+            self.pushed = 0
+        return self.pushed > 0
+
+    def connect(self) -> None:
+        self.reader.connect()
         self.pending_hdr = None
+        self.peeked = None
 
-    def ensure(self) -> socket.socket:
-        """The socket, reconnected first if the position in the stream was lost."""
-        if self.sock is None or self.broken is not None:
-            if self.broken is not None:
-                log.info("reconnecting to %s: %s", self.where, self.broken)
-            self.connect()
-        assert self.sock is not None
-        return self.sock
+    def close(self) -> None:
+        self.reader.close()
+        self.pending_hdr = None
+        self.peeked = None
 
-    def mark_broken(self, reason: str) -> None:
-        self.broken = reason
-
-    def close_socket(self) -> None:
-        sock, self.sock = self.sock, None
-        if sock is not None:
-            try:
-                sock.close()
-            except OSError:
-                pass
-
-    # --- reading -------------------------------------------------------------------
-    def recv_into(self, view: Any, *, deadline: Optional[float] = None,
-                  stop: Optional[threading.Event] = None, what: str = "data",
-                  at_boundary: bool = False, after: int = 0) -> None:
-        """Fill ``view`` (pushback first).  Before the first byte of a message
-        (``at_boundary``) the absolute ``deadline`` applies and a timeout leaves
-        the position intact; once bytes came, the idle ``timeout`` applies and a
-        stall marks the channel broken.  ``stop`` abandons the read; mid-message
-        the rest of the message (this view's remainder plus ``after`` bytes) is
-        remembered as :attr:`skip`, so the next acquisition starts on a message
-        boundary without reconnecting."""
-        mv = memoryview(view).cast("B")
-        total = len(mv)
-        got = 0
-        if self.pushback:
-            k = min(total, len(self.pushback))
-            mv[:k] = self.pushback[:k]
-            del self.pushback[:k]
-            got = k
-        sock = self.sock
-        if sock is None:
-            raise DetectorConnectionError(f"{self.where}: not connected")
-        last = time.monotonic()
-        while got < total:
-            try:
-                n = sock.recv_into(mv[got:], total - got, socket.MSG_WAITALL)
-            except (BlockingIOError, socket.timeout):
-                now = time.monotonic()
-                started = got > 0 or not at_boundary
-                if stop is not None and stop.is_set():
-                    if started:
-                        self.skip += total - got + after
-                    raise MerlinStopped(f"stopped while reading {what}") from None
-                if not started and deadline is not None and now >= deadline:
-                    raise MerlinTimeout(f"no {what} before the deadline") from None
-                if started and now - last >= self.timeout:
-                    self.mark_broken(f"stalled in the middle of {what}")
-                    raise MerlinTimeout(
-                        f"no data for {self.timeout:g} s while reading {what} "
-                        f"({got} of {total} bytes)") from None
-                continue
-            except OSError as e:
-                self.mark_broken(f"socket error: {e}")
-                raise MerlinConnectionClosed(f"{self.where}: {e}") from None
-            if n == 0:
-                self.mark_broken("connection closed by the detector")
-                if got == 0 and at_boundary:
-                    raise MerlinConnectionClosed(
-                        f"{self.where} closed the connection (between messages)")
-                raise MerlinTruncatedError(
-                    f"{self.where} closed the connection in the middle of {what} "
-                    f"({got} of {total} bytes)")
-            got += n
-            last = time.monotonic()
-
-    def discard(self, n: int, stop: Optional[threading.Event] = None) -> None:
-        """Drop ``n`` bytes (the rest of a message we do not want)."""
-        buf = bytearray(min(n, 1 << 20))
-        while n > 0:
-            k = min(n, len(buf))
-            self.recv_into(memoryview(buf)[:k], stop=stop, what="a skipped message")
-            n -= k
-
-    def _finish_skip(self, stop: Optional[threading.Event]) -> None:
-        if self.skip:
-            n, self.skip = self.skip, 0
-            try:
-                self.discard(n, stop)
-            except MerlinStopped:
-                self.mark_broken("stopped while skipping an abandoned message")
-                raise
-
+    # --- reading between acquisitions ------------------------------------------------
     def read_prefix(self, deadline: Optional[float],
                     stop: Optional[threading.Event] = None) -> tuple[bytes, int]:
-        """One 15-byte MPX prefix and its payload length; garbage marks the
-        channel broken (there is no way to find the next message boundary)."""
-        self._finish_skip(stop)
-        prefix = bytearray(PREFIX_LEN)
-        self.recv_into(prefix, deadline=deadline, stop=stop, what="an MPX prefix",
-                       at_boundary=True)
+        """One MPX prefix and its payload length (``deadline`` as for
+        :meth:`TcpReader.read_into`).  Garbage marks the socket broken: there
+        is no way to find the next message boundary."""
+        r = self.reader
+        start = r.offset
+        prefix = self.read_exactly(PREFIX_LEN, deadline=deadline, stop=stop, what="an MPX prefix")
         try:
-            return bytes(prefix), parse_prefix(prefix)
+            return bytes(prefix), parse_prefix(prefix, start)
         except MerlinProtocolError:
-            self.mark_broken(f"not an MPX message: {bytes(prefix)!r}")
+            r.mark_broken(f"not an MPX message: {bytes(prefix)!r}")
             raise
 
     def find_header(self, deadline: Optional[float],
                     stop: Optional[threading.Event] = None) -> Optional[AcquisitionHeader]:
         """The next acquisition header; frames of an earlier acquisition are
-        discarded and counted.  None when ``deadline`` passes.  A lost
-        connection is re-established (a Merlin restart) while time is left."""
+        discarded and counted.  None when ``deadline`` (``time.monotonic()``
+        seconds; None: wait until one comes) passes.  A lost connection is
+        re-established (a Merlin restart) while time is left."""
         if self.pending_hdr is not None:
             return self.pending_hdr
+        r = self.reader
+        wait = FOREVER if deadline is None else deadline
         while True:
             try:
-                self.ensure()
-                _, n = self.read_prefix(deadline, stop)
-                start = bytearray(min(n, 4))
-                self.recv_into(start, stop=stop, what="a message")
+                r.ensure(stop)
+                _, n = self.read_prefix(wait, stop)
+                k = min(n, 4)
+                start = self.read_exactly(k, stop=stop, at_boundary=False, what="a message",
+                                       after=n - k)
                 if bytes(start[:3]) != b"HDR" or n > MAX_HEADER_MESSAGE:
-                    self.skip = n - len(start)
+                    r.skip += n - k
                     self.discarded += 1
                     continue
-                rest = bytearray(n - len(start))
-                self.recv_into(rest, stop=stop, what="the acquisition header")
+                rest = self.read_exactly(n - k, stop=stop, at_boundary=False,
+                                      what="the acquisition header")
                 try:
                     self.pending_hdr = parse_acquisition_header(bytes(start) + bytes(rest))
                 except MerlinProtocolError as e:
-                    raise FrameOrderError(
+                    raise FrameFormatError(
                         f"the acquisition header from {self.where} does not parse: {e}. "
                         "Is this a Merlin data port?") from None
                 if self.discarded:
@@ -304,67 +171,67 @@ class DataChannel:
                              self.discarded)
                     self.discarded = 0
                 return self.pending_hdr
-            except MerlinTimeout:
-                if self.broken is not None:
-                    raise AcquisitionTimeoutError(
-                        f"{self.where} stopped sending in the middle of a message for "
-                        f"{self.timeout:g} s") from None
+            except IdleTimeout:
                 return None
-            except (MerlinConnectionClosed, MerlinTruncatedError) as e:
+            except Stalled:
+                raise AcquisitionTimeoutError(
+                    f"{self.where} stopped sending in the middle of a message for "
+                    f"{self.timeout:g} s") from None
+            except (PeerClosed, Truncated) as e:
                 if deadline is not None and time.monotonic() >= deadline:
                     return None
-                log.warning("%s; reconnecting", e)
-                self.mark_broken(str(e))
+                log.warning("%s closed the connection (%s); reconnecting", self.where, e)
             except MerlinProtocolError as e:
                 log.warning("garbage on %s (%s); reconnecting", self.where, e)
-                self.mark_broken(str(e))
 
     def peek_first_frame(self, deadline: Optional[float],
-                         stop: Optional[threading.Event] = None
-                         ) -> Optional[tuple[bytes, FrameHeader]]:
+                         stop: Optional[threading.Event] = None) -> Optional[Peeked]:
         """Read (and keep for the receiver) the first frame's MPX prefix and MQ1
-        header; None when ``deadline`` passes first.  It defines the format."""
+        header; None when nothing came by ``deadline`` (as for
+        :meth:`TcpReader.read_into`: None waits one poll interval).  The
+        first frame defines the format."""
         if self.peeked is not None:
             return self.peeked
+        r = self.reader
         try:
             prefix, n = self.read_prefix(deadline, stop)
-        except MerlinTimeout:
+        except IdleTimeout:
             return None
-        start = bytearray(min(n, 32))
-        self.recv_into(start, stop=stop, what="the first frame header")
-        if bytes(start[:3]) == b"HDR":
-            rest = bytearray(n - len(start))
-            self.recv_into(rest, stop=stop, what="an acquisition header")
+        k = min(n, 32)
+        start = bytes(self.read_exactly(k, stop=stop, at_boundary=False,
+                                     what="the first frame header", after=n - k))
+        if start[:3] == b"HDR":
+            rest = self.read_exactly(n - k, stop=stop, at_boundary=False,
+                                  what="an acquisition header")
             log.warning("%s announced an acquisition that sent no frames; a new one "
                         "follows", self.where)
-            self.pending_hdr = parse_acquisition_header(bytes(start) + bytes(rest))
+            self.pending_hdr = parse_acquisition_header(start + bytes(rest))
             return self.peek_first_frame(deadline, stop)
-        consumed = len(start)
+        consumed = k
         try:
             offset = peek_data_offset(start)
-            if not len(start) <= offset <= n:
+            if not k <= offset <= n:
                 raise MerlinProtocolError(f"data offset {offset} outside the message of "
                                           f"{n} bytes")
-            rest = bytearray(offset - len(start))
-            self.recv_into(rest, stop=stop, what="the first frame header")
+            rest = self.read_exactly(offset - k, stop=stop, at_boundary=False,
+                                  what="the first frame header", after=n - offset)
             consumed += len(rest)
-            head = bytes(start) + bytes(rest)
+            head = start + bytes(rest)
             fh = parse_frame_header(head)
         except MerlinProtocolError as e:
-            self.skip = max(0, n - consumed)
+            r.skip += max(0, n - consumed)
             self.pending_hdr = None
             raise DecodeError(
                 f"the first frame from {self.where} has a header that does not parse: {e}"
             ) from None
         if n - fh.data_offset <= 0:
-            self.skip = 0
             self.pending_hdr = None
             raise DecodeError(f"the first frame from {self.where} has no pixel payload "
                               f"(MPX length {n + 1}, data offset {fh.data_offset})")
         self.peeked = (prefix + head, fh)
         return self.peeked
 
-    def take_acquisition(self) -> tuple[AcquisitionHeader, Optional[tuple[bytes, FrameHeader]]]:
+    def take_acquisition(self) -> tuple[AcquisitionHeader, Optional[Peeked]]:
         """Hand the found header (and peeked first frame) to a receiver."""
         hdr, peeked = self.pending_hdr, self.peeked
         assert hdr is not None
@@ -377,396 +244,348 @@ class DataChannel:
         n = 0
         self.pending_hdr = None
         self.peeked = None
-        sock = self.ensure()
-        import select
+        r = self.reader
+        sock = r.ensure()
         while True:
-            if not self.skip and not self.pushback:
-                r, _, _ = select.select([sock], [], [], 0)
-                if not r:
+            if not r.skip and not self.has_pushback:
+                ready, _, _ = select.select([sock], [], [], 0)
+                if not ready:
                     return n
             try:
                 _, size = self.read_prefix(time.monotonic())
-            except MerlinTimeout:
+            except IdleTimeout:
                 return n
-            except (MerlinConnectionClosed, MerlinTruncatedError, MerlinProtocolError):
-                self.ensure()
-                sock = self.sock
+            except (PeerClosed, Truncated, Stalled, MerlinProtocolError):
+                sock = r.ensure()
                 continue
-            self.skip = size
+            r.skip += size
             n += 1
 
-    def close(self) -> None:
-        self.close_socket()
-        self.pending_hdr = None
-        self.peeked = None
-        self.pushback = bytearray()
-        self.skip = 0
 
+class MerlinFraming:
+    """Receives the frames of one acquisition (a Framing for the core's loop).
 
-class FrameReceiver:
-    """Receives the frames of one acquisition into a stream (its own thread).
-
-    ``peeked``: the first frame's prefix + header, already read (passive mode);
-    otherwise the receiver waits for it (active mode: until the trigger).
+    ``peeked``: the first frame's prefix + header, already read (passive
+    mode); otherwise it waits for it (active mode: until the trigger).
     ``expect``: in active mode the decoder that the control-port settings
-    predicted; the first frame must match it.
+    predicted; the first frame must match it.  ``probe``: asks the control
+    port whether the detector is idle (True), busy (False) or cannot tell
+    (None); used when the data port falls silent in the middle of a series.
     """
 
-    def __init__(self, channel: DataChannel, hdr: AcquisitionHeader, nimages: int,
-                 peeked: Optional[tuple[bytes, FrameHeader]] = None,
-                 expect: Optional[MerlinDecoder] = None):
-        self.channel = channel
+    def __init__(self, port: DataPort, hdr: AcquisitionHeader, nimages: int,
+                 peeked: Optional[Peeked] = None, expect: Optional[MerlinDecoder] = None,
+                 probe: Optional[Callable[[], Optional[bool]]] = None):
+        self.port = port
+        self.reader = port.reader
+        self.where = port.where
         self.hdr = hdr
         self.nimages = nimages
         self.peeked = peeked
         self.expect = expect
+        self.probe = probe
         self.first: Optional[FrameHeader] = None
-        self.where = channel.where
+        self.next = 0  # 0-based index of the frame the detector sends next
+        self._ready = False
+        self._scatter: Optional[SlotScatter] = None
+        self._partial: Optional[bytearray] = None  # a frame a short batch read began
+        self._partial_got = 0
+        self._halted = False  # a frame came out of sequence: the core fails the run
+        self._quiet_since: Optional[float] = None
+        self._idle_at: Optional[float] = None
+        self._last_probe = 0.0
+        if port.discarded:
+            log.info("%d stale messages were discarded on %s before this acquisition",
+                     port.discarded, self.where)
+            port.discarded = 0
 
-    # --- errors -----------------------------------------------------------------------
-    def _frames_came(self, frame: int) -> str:
-        return f"{frame} of {self.nimages} frames came"
-
-    def _fail_eof(self, frame: int, e: MerlinError) -> DetectorConnectionError:
-        return DetectorConnectionError(
-            f"{self.where} closed the connection during the acquisition ({self._frames_came(frame)}"
-            f"; {e}). The Merlin software stopped or crashed, or the network dropped; the "
-            "connection reconnects for the next acquisition")
-
-    def _fail_timeout(self, frame: int) -> AcquisitionTimeoutError:
-        return AcquisitionTimeoutError(
-            f"no data from {self.where} for {self.channel.timeout:g} s: "
-            f"{self._frames_came(frame)}. The acquisition was aborted or stopped early "
-            "(no end message exists in the Merlin protocol), or the scan is not triggered; "
-            "raise the connection's timeout for slow scans")
-
-    # --- the hot path -----------------------------------------------------------------
-    def __call__(self, stream: FrameStream) -> None:
-        ch = self.channel
-        with ch.in_use:
-            try:
-                self._run(stream)
-            except MerlinStopped:
-                return  # stream closed by the consumer; ch.skip holds the message rest
-            finally:
-                if ch.broken is not None:
-                    # Drop a desynchronised socket now, before the run's error reaches
-                    # the user: whatever the detector sends next (the next
-                    # acquisition's header) must go to the fresh connection.
-                    ch.close_socket()
-
-    def _fill(self, view: Any, got: int, frame: int, stream: FrameStream, writer: Any,
-              what: str, at_boundary: bool, after: int = 0) -> None:
-        """Complete a read that the fast path left partial (or timed out on).
-
-        Before waiting for a frame's header (``at_boundary``) the frames
-        received so far are published, so that a slow stream still shows live
-        results; a payload read never publishes: its frame's place in the
-        current slot is reserved and is booked right after."""
-        ch = self.channel
-        mv = memoryview(view).cast("B")
-        if at_boundary and writer.pending:
-            writer.flush()
+    # --- the Framing ------------------------------------------------------------------
+    def receive(self, out: RingWriter, stop: threading.Event) -> bool:
         try:
-            # boundary reads wait as long as the idle timeout, not a deadline
-            deadline = time.monotonic() + ch.timeout if (at_boundary and got == 0) else None
-            ch.recv_into(mv[got:], deadline=deadline, stop=stream.stop_event,
-                         what=what, at_boundary=at_boundary and got == 0, after=after)
-        except MerlinTimeout:
-            if got == 0 and at_boundary:
-                stream.ledger.report_missing(frame, self.nimages - frame)
-            raise self._fail_timeout(frame) from None
-        except (MerlinConnectionClosed, MerlinTruncatedError) as e:
-            stream.ledger.report_missing(frame, self.nimages - frame)
-            raise self._fail_eof(frame, e) from None
+            if self._halted:
+                stop.wait(0.05)  # until the consumer, failing the run, closes the stream
+                return True
+            if not self._ready:
+                if not self._start(out, stop):
+                    return True
+            elif self._partial is not None or self.port.has_pushback:
+                if out.pending:
+                    return True  # publish what came before waiting on the slow path
+                if self._partial is not None:
+                    self._complete_partial(out, stop)
+                else:
+                    self._frame_slowly(out, stop)
+            elif self.next < self.nimages:
+                self._batch(out, stop)
+            return self.next < self.nimages
+        except BaseException:
+            if self.reader.broken is not None:
+                # drop a desynchronised socket before the error reaches the user:
+                # what the detector sends next must go to a fresh connection
+                self.reader.close()
+            raise
 
-    def _run(self, stream: FrameStream) -> None:
-        ch = self.channel
-        assert ch.sock is not None
-        writer = stream.writer()
-        stream.ledger.add(discarded_stale=ch.discarded)
-        ch.discarded = 0
+    def release(self) -> None:
+        """Drop every view of the ring (the stream is closing)."""
+        if self._scatter is not None:
+            self._scatter.release()
+            self._scatter = None
 
-        # first frame: defines what every later one must look like
+    # --- the first frame ----------------------------------------------------------------
+    def _start(self, out: RingWriter, stop: threading.Event) -> bool:
+        """The first frame: defines what every later one must look like."""
         if self.peeked is not None:
             head = bytearray(self.peeked[0])
         else:
-            head = self._read_first_head(stream, writer)
-        fh = self._check_first(head, stream)
-        payload = int(parse_prefix(head[:PREFIX_LEN])) - fh.data_offset
+            peeked = self.port.peek_first_frame(None, stop)
+            if peeked is None:
+                return False
+            self.port.peeked = None
+            self.port.pending_hdr = None
+            head = bytearray(peeked[0])
+        payload = parse_prefix(head[:PREFIX_LEN]) - (len(head) - PREFIX_LEN)
+        index = self._check_first(head, payload)
         self._mpx = bytes(head[:PREFIX_LEN])
         self._payload = payload
         self._head_len = len(head)
-        self._expected = ExpectedHeader(head, self._tail(head))
-        dest = writer.reserve(0, payload)
-        self._fill(dest, 0, 0, stream, writer, "the payload of frame 1", False)
-        writer.commit(payload)
-        scatter = SlotScatter(len(head), payload, frame_aligned(payload), stream.spec.max_frames)
-        try:
-            self._receive(stream, writer, scatter, 1)
-        finally:
-            scatter.release()
-        writer.flush()
-        stream.finish()
+        self._frame_bytes = len(head) + payload
+        self._expected = ExpectedHeader(head, mq1_tail(head))
+        self._ready = True
+        dest = out.reserve(index, payload)
+        self._read(dest, stop, f"the payload of frame {index}")
+        out.commit(payload)
+        self.next = index + 1
+        self._halted = index != 0  # frames before it are lost: the core fails the run
+        return True
 
-    def _receive(self, stream: FrameStream, writer: Any, scatter: SlotScatter,
-                 frame: int) -> None:
-        """Frames ``frame ..`` of the acquisition, as many per ``recvmsg_into``
-        as the current ring slot holds.  A read that comes back short (stalled
-        stream, stop request, connection lost) and bytes pushed back after an
-        unexpected header continue frame by frame on the slow path."""
-        ch = self.channel
-        sock = ch.sock
-        assert sock is not None
-        n = self.nimages
-        payload = self._payload
-        frame_bytes = scatter.head_len + payload
-        slot_bytes = writer.slot_bytes
-        max_frames = stream.spec.max_frames
-        check = self._expected.first_bad
-        heads = scatter.heads
-        recvmsg_into = sock.recvmsg_into
-        WAITALL = socket.MSG_WAITALL
-        monotonic = time.monotonic
-        last_flush = monotonic()
-        while frame < n:
-            if ch.pushback:
-                self._frame_slowly(frame, stream, writer)
-                frame += 1
-                continue
-            row, table, count, fill = writer.lease(frame)
-            k = min(n - frame, scatter.frames_that_fit(count, fill, slot_bytes, max_frames))
-            if k == 0:
-                writer.flush()
-                continue
-            want = k * frame_bytes
-            try:
-                got = recvmsg_into(scatter.buffers(row, count, k), 0, WAITALL)[0]
-            except (BlockingIOError, socket.timeout):
-                got = 0
-            except OSError as e:
-                ch.mark_broken(f"socket error: {e}")
-                stream.ledger.report_missing(frame, n - frame)
-                raise self._fail_eof(frame, MerlinConnectionClosed(str(e))) from None
-            whole = got // frame_bytes
-            checked = whole + (1 if got - whole * frame_bytes >= scatter.head_len else 0)
-            bad = check(heads, count, checked, frame + 1) if checked else -1
-            good = checked if bad < 0 else bad
-            good = min(good, whole)
-            if good:
-                table_rows(table, scatter.offsets, count, count + good, payload)
-                writer.settle(count + good, fill + good * scatter.stride)
-            if bad >= 0:
-                ch.pushback = bytearray(scatter.received_after_head(row, count, bad, got))
-                self._unexpected(bytearray(heads[count + bad]), frame + bad, stream, writer)
-                frame += bad + 1
-                continue
-            frame += good
-            if got == want:
-                if monotonic() - last_flush > FLUSH_S:
-                    writer.flush()
-                    last_flush = monotonic()
-                continue
-            part = got - whole * frame_bytes
-            start = int(scatter.offsets[count + whole])
-            self._finish_partial(frame, part, heads[count + whole],
-                                 row[start:start + max(0, part - scatter.head_len)],
-                                 stream, writer)
-            frame += 1
-            if monotonic() - last_flush > FLUSH_S:
-                writer.flush()
-                last_flush = monotonic()
-
-    def _finish_partial(self, frame: int, part: int, head_row: np.ndarray,
-                        got_payload: np.ndarray, stream: FrameStream, writer: Any) -> None:
-        """Complete frame ``frame`` of which a short batch read ``part`` bytes
-        (its header, if complete, was already checked; ``got_payload`` holds
-        the payload bytes that came), and book it.  The frames before it are
-        published first: the stream has stalled, and a failure must find them
-        counted."""
-        hl = head_row.shape[0]
-        payload = self._payload
-        if part < hl:
-            head = bytearray(hl)
-            head[:part] = head_row[:part].tobytes()
-            self._fill(head, part, frame, stream, writer, f"the header of frame {frame + 1}",
-                       True, after=payload)
-            self._check_head(head, frame, stream, writer)
-            part = hl
-        saved = got_payload.tobytes()
-        writer.flush()
-        dest = writer.reserve(frame, payload)
-        dest[:len(saved)] = np.frombuffer(saved, dtype=np.uint8)
-        self._fill(dest, part - hl, frame, stream, writer, f"the payload of frame {frame + 1}",
-                   False)
-        writer.commit(payload)
-
-    def _frame_slowly(self, frame: int, stream: FrameStream, writer: Any) -> None:
-        """One frame through the channel (which serves pushed-back bytes first)."""
-        head = bytearray(self._head_len)
-        self._fill(head, 0, frame, stream, writer, f"the header of frame {frame + 1}", True,
-                   after=self._payload)
-        self._check_head(head, frame, stream, writer)
-        dest = writer.reserve(frame, self._payload)
-        self._fill(dest, 0, frame, stream, writer, f"the payload of frame {frame + 1}", False)
-        writer.commit(self._payload)
-
-    def _check_head(self, head: bytearray, frame: int, stream: FrameStream,
-                    writer: Any) -> None:
-        if not self._expected.ok(head, frame + 1):
-            self._slow_check(head, frame, stream, writer, self._mpx, self._payload)
-
-    def _unexpected(self, head: bytearray, frame: int, stream: FrameStream,
-                    writer: Any) -> None:
-        """A batch read found a header that is not the predicted one: the slow
-        check raises the error that names it, or it was fine after all and
-        the frame is read from the pushed-back bytes."""
-        self._slow_check(head, frame, stream, writer, self._mpx, self._payload)
-        dest = writer.reserve(frame, self._payload)
-        self._fill(dest, 0, frame, stream, writer, f"the payload of frame {frame + 1}", False)
-        writer.commit(self._payload)
-
-    def _tail(self, head: bytearray) -> bytes:
-        """Fields 2..7 of the MQ1 header (offset, chips, width, height, format,
-        layout) with their commas: constant over an acquisition."""
-        body = bytes(head[PREFIX_LEN:])
-        parts = body.split(b",", 8)
-        return b",".join(parts[2:8]) + b","
-
-    def _read_first_head(self, stream: FrameStream, writer: Any) -> bytearray:
-        """Active mode: wait for the first frame (the trigger) and read its header."""
-        ch = self.channel
-        deadline = time.monotonic() + ch.timeout
-        try:
-            peeked = ch.peek_first_frame(deadline, stream.stop_event)
-        except (MerlinConnectionClosed, MerlinTruncatedError) as e:
-            stream.ledger.report_missing(0, self.nimages)
-            raise self._fail_eof(0, e) from None
-        except MerlinTimeout:
-            peeked = None
-        if peeked is None:
-            stream.ledger.report_missing(0, self.nimages)
-            raise AcquisitionTimeoutError(
-                f"the Merlin was armed, but no frame came from {self.where} within "
-                f"{ch.timeout:g} s: 0 of {self.nimages} frames came. Is it triggered "
-                "(TRIGGERSTART, a soft trigger in on_ready_for_data or soft_trigger=True, "
-                "or the scan engine)?")
-        ch.peeked = None
-        ch.pending_hdr = None
-        return bytearray(peeked[0])
-
-    def _check_first(self, head: bytearray, stream: FrameStream) -> FrameHeader:
+    def _check_first(self, head: bytearray, payload: int) -> int:
         fh = parse_frame_header(head[PREFIX_LEN:])
         self.first = fh
-        if fh.sequence != 1:
-            log.warning("first frame from %s has sequence number %d, expected 1",
-                        self.where, fh.sequence)
-            if fh.sequence > 1:
-                stream.ledger.report_missing(0, min(fh.sequence - 1, self.nimages))
-                self._skip_payload(head)
-                raise FrameOrderError(
-                    f"the first frame from {self.where} has sequence number {fh.sequence}: "
-                    f"frames 1..{fh.sequence - 1} were lost (the receiver connected or "
-                    "was armed late?)")
         if self.expect is not None:
-            fmt = frame_format_for(fh, self.hdr)
-            got = fmt.decoder
+            got = frame_format_for(fh, self.hdr).decoder
             assert isinstance(got, MerlinDecoder)
             if not same_encoding(got, self.expect):
-                self._skip_payload(head)
-                stream.ledger.report_missing(0, self.nimages)
-                raise DecodeError(
+                self.reader.skip += payload
+                raise FrameFormatError(
                     f"the frames from {self.where} are {fh.pixel_format} "
                     f"{fh.counter_depth}-bit {fh.layout} {got.sig_shape}, but the "
                     f"detector settings read before arming said {self.expect.pixel_format} "
                     f"{self.expect.counter_depth}-bit {self.expect.sig_shape}: the "
                     "settings changed after make_acquisition; make the acquisition again")
-        return fh
+        if not 1 <= fh.sequence <= self.nimages:
+            self.reader.skip += payload
+            raise FrameOrderError(
+                f"the first frame from {self.where} has frame number {fh.sequence}, outside "
+                f"1..{self.nimages} of this acquisition")
+        if fh.sequence != 1:
+            log.warning("first frame from %s has sequence number %d, expected 1",
+                        self.where, fh.sequence)
+        return fh.sequence - 1
 
-    def _skip_payload(self, head: bytearray) -> None:
+    # --- the hot path -----------------------------------------------------------------
+    def _batch(self, out: RingWriter, stop: threading.Event) -> None:
+        """As many frames as the current ring slot holds, in one ``recvmsg_into``."""
+        frame = self.next
+        payload = self._payload
+        out.reserve(frame, payload)  # a slot with room for at least one more frame
+        row, table, count, fill = out.lease(frame)
+        sc = self._scatter
+        if sc is None:
+            sc = self._scatter = SlotScatter(self._head_len, payload, frame_aligned(payload),
+                                             table.shape[1])
+        frame_bytes = self._frame_bytes
+        k = min(self.nimages - frame,
+                sc.frames_that_fit(count, fill, out.slot_bytes, table.shape[1]))
+        sock = self.reader.sock
+        assert sock is not None
         try:
-            n = parse_prefix(head[:PREFIX_LEN])
-        except MerlinProtocolError:
-            self.channel.mark_broken("garbage where a frame was expected")
+            got = sock.recvmsg_into(sc.buffers(row, count, k), 0, socket.MSG_WAITALL)[0]
+        except (BlockingIOError, socket.timeout):
+            self._quiet()
             return
-        self.channel.skip = max(0, n - (len(head) - PREFIX_LEN))
-        if n < len(head) - PREFIX_LEN:
-            self.channel.pushback = bytearray(head[PREFIX_LEN + n:]) + self.channel.pushback
+        except OSError as e:
+            self.reader.mark_broken(f"socket error: {e}")
+            raise PeerClosed(f"{e}") from None
+        if got == 0:
+            self.reader.mark_broken("connection closed by the detector")
+            raise PeerClosed("between frames")
+        self._quiet_since = self._idle_at = None
+        self.reader.offset += got
+        heads = sc.heads
+        whole = got // frame_bytes
+        checked = whole + (1 if got - whole * frame_bytes >= sc.head_len else 0)
+        bad = self._expected.first_bad(heads, count, checked, frame + 1) if checked else -1
+        good = min(checked if bad < 0 else bad, whole)
+        if good:
+            table_rows(table, sc.offsets, count, count + good, payload)
+            out.settle(count + good, fill + good * sc.stride)
+            self.next = frame + good
+        if bad >= 0:
+            rest = sc.received_after_head(row, count, bad, got)
+            head = bytearray(heads[count + bad])
+            self.port.push_back(rest)
+            index = self._classify(head, frame + bad)
+            self._store(out, index, b"", stop)
+            return
+        part = got - whole * frame_bytes
+        if part == 0:
+            return
+        # a short read: keep the frame it began and complete it on the slow path
+        buf = bytearray(frame_bytes)
+        hl = sc.head_len
+        buf[:min(part, hl)] = heads[count + whole, :min(part, hl)].tobytes()
+        if part > hl:
+            start = int(sc.offsets[count + whole])
+            buf[hl:part] = row[start:start + part - hl].tobytes()
+        self._partial, self._partial_got = buf, part
 
-    def _slow_check(self, head: bytearray, frame: int, stream: FrameStream, writer: Any,
-                    mpx: bytes, payload: int) -> None:
-        """A header that does not look like the predicted one: say exactly why, keep
-        the channel on a message boundary, and fail.  Returns only when the
-        header is fine after all (a sequence number past 999999 that the fast
-        check did not predict)."""
-        ch = self.channel
-        writer.flush()
+    # --- the slow path ----------------------------------------------------------------
+    def _read(self, view, stop: threading.Event, what: str,  # noqa: ANN001 - a buffer
+              at_boundary: bool = False, after: int = 0) -> None:
+        self.port.read_into(view, stop=stop, at_boundary=at_boundary, what=what, after=after)
+
+    def _store(self, out: RingWriter, index: int, have: bytes | bytearray | memoryview,
+               stop: threading.Event) -> None:
+        """Frame ``index``: ``have`` of its payload bytes came, read the rest."""
+        payload = self._payload
+        dest = out.reserve(index, payload)
+        n = len(have)
+        if n:
+            dest[:n] = np.frombuffer(have, dtype=np.uint8)
+        if n < payload:
+            self._read(dest[n:], stop, f"the payload of frame {index}")
+        out.commit(payload)
+        if index != self.next:
+            # Out of sequence: the core fails the run when it reaches this frame
+            # (a gap or a step back in the detector's numbering); reading on would
+            # only book frames the failed run never uses.
+            self._halted = True
+        self.next = index + 1
+
+    def _complete_partial(self, out: RingWriter, stop: threading.Event) -> None:
+        """Complete the frame a short batch read began (its header, if whole,
+        was checked already)."""
+        buf, got = self._partial, self._partial_got
+        assert buf is not None
+        self._partial = None
+        index = self.next
+        hl = self._head_len
+        if got < hl:
+            self._read(memoryview(buf)[got:hl], stop, f"the header of frame {index}",
+                       after=self._payload)
+            if not self._expected.ok(buf[:hl], index + 1):
+                index = self._classify(buf[:hl], index)
+            got = hl
+        self._store(out, index, memoryview(buf)[hl:got], stop)
+
+    def _frame_slowly(self, out: RingWriter, stop: threading.Event) -> None:
+        """One frame through the reader (which serves pushed-back bytes first)."""
+        index = self.next
+        head = bytearray(self._head_len)
+        self._read(head, stop, f"the header of frame {index}", at_boundary=True,
+                   after=self._payload)
+        if not self._expected.ok(head, index + 1):
+            index = self._classify(head, index)
+        self._store(out, index, b"", stop)
+
+    def _skip_rest(self, head: bytearray, n: int) -> None:
+        """Keep the reader on a message boundary after a frame whose MPX length
+        is ``n`` and of which ``head`` was read."""
+        body = len(head) - PREFIX_LEN
+        self.reader.skip += max(0, n - body)
+        if n < body:
+            self.port.push_back(bytes(head[PREFIX_LEN + n:]))
+
+    def _classify(self, head: bytearray, frame: int) -> int:
+        """A header that does not look like the predicted one: the index the
+        detector gave the frame (a gap, a duplicate or a swap: the core books
+        it), or an error that says exactly why it cannot be used, with the
+        reader kept on a message boundary."""
         seq_no = frame + 1
+        n_all = self.nimages
         try:
             n = parse_prefix(head[:PREFIX_LEN])
         except MerlinProtocolError as e:
-            ch.mark_broken("garbage where an MPX prefix was expected")
-            stream.ledger.report_missing(frame, self.nimages - frame)
+            self.reader.mark_broken("garbage where an MPX prefix was expected")
             raise FrameOrderError(
-                f"expected frame {seq_no} of {self.nimages} from {self.where}, got bytes that "
-                f"are not an MPX message ({e}); {frame} frames came. The stream lost "
+                f"expected frame {seq_no} of {n_all} from {self.where}, got bytes that are "
+                f"not an MPX message ({e}); {frame} frames came. The stream lost "
                 "synchronisation; the connection reconnects for the next acquisition"
             ) from None
         body = head[PREFIX_LEN:]
         if body.startswith(b"HDR"):
-            self._skip_payload(head)
-            ch.skip = 0
+            self._skip_rest(head, n)
+            self.reader.skip = 0
             rest = bytearray(max(0, n - len(body)))
             try:
-                ch.recv_into(rest, stop=stream.stop_event, what="an acquisition header")
-                ch.pending_hdr = parse_acquisition_header(bytes(body[:n]) + bytes(rest))
-            except MerlinError:
-                ch.mark_broken("unreadable acquisition header")
-            stream.ledger.report_missing(frame, self.nimages - frame)
+                self.port.read_into(rest, at_boundary=False, what="an acquisition header")
+                self.port.pending_hdr = parse_acquisition_header(bytes(body[:n]) + bytes(rest))
+            except (MerlinProtocolError, IdleTimeout, Stalled, PeerClosed, Truncated):
+                self.reader.mark_broken("unreadable acquisition header")
             raise StreamTruncatedError(
                 f"a new acquisition header arrived from {self.where} after {frame} of "
-                f"{self.nimages} frames: the acquisition was stopped or aborted early. "
+                f"{n_all} frames: the acquisition was stopped or aborted early. "
                 "The new acquisition is kept for the next wait_for_acquisition()")
         try:
             fh = parse_frame_header(body)
         except MerlinProtocolError as e:
-            self._skip_payload(head)
-            stream.ledger.report_missing(frame, self.nimages - frame)
+            self._skip_rest(head, n)
             raise DecodeError(
-                f"frame {seq_no} of {self.nimages} from {self.where} has a header that does "
+                f"frame {seq_no} of {n_all} from {self.where} has a header that does "
                 f"not parse ({e}); {frame} frames came before it") from None
-        if head[:PREFIX_LEN] != mpx:
-            self._skip_payload(head)
-            stream.ledger.report_missing(frame, self.nimages - frame)
-            raise DecodeError(
-                f"frame {fh.sequence} from {self.where} is an MPX message of {n + 1} bytes, "
-                f"the acquisition's frames are {int(mpx[4:14])}: the frame size changed "
-                f"mid-acquisition ({frame} of {self.nimages} frames came)")
         first = self.first
         assert first is not None
-        if (fh.pixel_format, fh.layout, fh.width, fh.height, fh.data_offset) != (
-                first.pixel_format, first.layout, first.width, first.height,
-                first.data_offset):
-            self._skip_payload(head)
-            stream.ledger.report_missing(frame, self.nimages - frame)
+        if (fh.pixel_format, fh.layout, fh.width, fh.height, fh.data_offset,
+                fh.counter_depth) != (first.pixel_format, first.layout, first.width,
+                                      first.height, first.data_offset, first.counter_depth):
+            self._skip_rest(head, n)
+            raise FrameFormatError(
+                f"frame {fh.sequence} from {self.where} is {fh.pixel_format} "
+                f"{fh.counter_depth}-bit {fh.layout} {fh.width}x{fh.height}, the "
+                f"acquisition started as {first.pixel_format} {first.counter_depth}-bit "
+                f"{first.layout} {first.width}x{first.height} ({frame} of {n_all} frames "
+                "came)")
+        if head[:PREFIX_LEN] != self._mpx:
+            self._skip_rest(head, n)
             raise DecodeError(
-                f"frame {fh.sequence} from {self.where} is {fh.pixel_format} {fh.layout} "
-                f"{fh.width}x{fh.height}, the acquisition started as {first.pixel_format} "
-                f"{first.layout} {first.width}x{first.height}")
-        if fh.sequence == seq_no:
-            return  # e.g. a 7-digit sequence number: fine
-        self._skip_payload(head)
-        if fh.sequence > seq_no:
-            stream.ledger.report_missing(frame, fh.sequence - seq_no)
+                f"frame {fh.sequence} from {self.where} is an MPX message of {n + 1} bytes, "
+                f"the acquisition's frames are {int(self._mpx[4:14])}: the frame size changed "
+                f"mid-acquisition, its payload is cut short or padded ({frame} of {n_all} "
+                "frames came)")
+        if not 1 <= fh.sequence <= n_all:
+            self._skip_rest(head, n)
             raise FrameOrderError(
-                f"sequence gap from {self.where}: expected frame {seq_no}, got "
-                f"{fh.sequence} ({fh.sequence - seq_no} frames lost after {frame} of "
-                f"{self.nimages}). The detector or the network dropped frames; frames "
-                "are never shifted into the wrong scan positions")
-        stream.ledger.report_missing(frame, self.nimages - frame)
-        raise FrameOrderError(
-            f"frame {fh.sequence} from {self.where} arrived again after frame {frame} "
-            "(duplicate or out of order)")
+                f"frame number {fh.sequence} from {self.where} is outside 1..{n_all} of this "
+                f"acquisition (expected frame {seq_no})")
+        if fh.sequence != seq_no:
+            log.warning("%s: expected frame %d, got %d", self.where, seq_no, fh.sequence)
+        return fh.sequence - 1
+
+    # --- a silent data port ---------------------------------------------------------------
+    def _quiet(self) -> None:
+        """Nothing came in one poll interval.  After a while, ask the control
+        port: a detector that is idle while frames are due stopped early."""
+        if self.probe is None:
+            return
+        now = time.monotonic()
+        if self._quiet_since is None:
+            self._quiet_since = now
+            return
+        if now - self._quiet_since < PROBE_AFTER_S:
+            return
+        if self._idle_at is not None:
+            if now > self._idle_at:  # idle, and still nothing came since
+                raise StreamTruncatedError(
+                    f"{self.where} fell silent after {self.next} of {self.nimages} frames "
+                    "and the Merlin reports it is idle (DETECTORSTATUS 0): the acquisition "
+                    "was stopped or aborted early. Check the detector's frame count "
+                    "(NUMFRAMESTOACQUIRE must equal the scan's positions)")
+            return
+        if now - self._last_probe < PROBE_AFTER_S:
+            return
+        self._last_probe = now
+        if self.probe() is True:
+            self._idle_at = time.monotonic()
 
 
-__all__ = ["DataChannel", "FrameReceiver", "frame_format_for", "dtype_for", "same_encoding"]
+__all__ = ["DataPort", "MerlinFraming", "PROBE_AFTER_S"]

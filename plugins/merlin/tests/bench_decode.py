@@ -1,4 +1,4 @@
-"""Measure single-core decode speed: ``python -m libertem_live_merlin.bench_decode``.
+"""Measure single-core decode speed: ``python plugins/merlin/tests/bench_decode.py``.
 
 Decodes batches of pre-encoded synthetic frames into a reused float32 output
 (the worker-process situation: no allocation per batch) and prints frames/s,
@@ -11,10 +11,10 @@ import time
 
 import numpy as np
 
-from .decode import MerlinDecoder
-from .encode import encode_frame
-from .headers import build_frame_header, decoded_shape, parse_frame_header
-from .synth import make_frames
+from libertem_live_merlin.decode import MerlinDecoder
+from libertem_live_merlin.headers import build_frame_header, decoded_shape, parse_frame_header
+from libertem_live_merlin.sim.encode import encode_frame
+from libertem_live_merlin.sim.source import make_frames
 
 CASES = [  # (label, layout, depth, raw)
     ("256x256 12-bit sorted U16", "1x1", 12, False),

@@ -15,7 +15,7 @@ Behaviour worth knowing:
 * a client that disconnects mid-acquisition ends that acquisition
   (outcome ``"client gone"``);
 * STOPACQUISITION/ABORT end the stream after the batch in flight;
-* faults (``faults.py``) are applied to the frames they name.
+* a fault (:mod:`.faults`) is acted out at the frame it names.
 """
 from __future__ import annotations
 
@@ -25,10 +25,16 @@ import threading
 import time
 from typing import Callable, Optional
 
-from .faults import GARBAGE, Fault, FaultKind
-from .mpx import PREFIX_LEN, build_prefix
-from .sim_acq import Acquisition, AcquisitionState
-from .sim_net import Waker, make_listener, sendmsg_all, wait_readable
+import numpy as np
+
+from libertem_live.driver import FaultKind
+
+from ..headers import build_frame_header
+from ..wire import PREFIX_LEN, build_prefix
+from .acq import Acquisition, AcquisitionState
+from .encode import encode_frame
+from .faults import GARBAGE, OTHER_DEPTH
+from .net import Waker, make_listener, sendmsg_all, wait_readable
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +45,10 @@ class _ClientGone(Exception):
 
 class DataServer:
     def __init__(self, state: AcquisitionState, host: str, port: int,
-                 batch_frames: Optional[int] = None, batch_bytes: int = 1 << 20):
+                 batch_frames: Optional[int] = None, batch_bytes: int = 1 << 20,
+                 on_restart: Optional[Callable[[], None]] = None):
         self.state = state
+        self.on_restart = on_restart  # drops the other connections (restart_between)
         self.batch_frames = batch_frames  # None: as many as fit in batch_bytes
         self.batch_bytes = batch_bytes
         self._listener = make_listener(host, port)
@@ -150,6 +158,8 @@ class DataServer:
                 continue
             try:
                 outcome = self._stream(conn, acq)
+                if acq.fault is not None and acq.fault.kind is FaultKind.RESTART_BETWEEN:
+                    self._restart(conn, acq, outcome)
             except _ClientGone:
                 self.state.finish(acq, "client gone")
                 raise
@@ -165,9 +175,9 @@ class DataServer:
         pool = acq.pool
         n = acq.n_frames
         fault = acq.fault
-        # index (0-based) at which the fault must be handled
-        fault_at = None if fault is None else (
-            fault.frame if fault.acts_after else fault.frame - 1)
+        # the frame at which the fault must be acted out (restart_between acts after)
+        fault_at = acq.fault_at if fault is not None and \
+            fault.kind is not FaultKind.RESTART_BETWEEN else None
         period = 1.0 / acq.frame_rate if acq.frame_rate else None
         batch = self.batch_frames or max(1, min(1024, self.batch_bytes // pool.wire_size))
         batch = min(batch, len(pool))  # pool.batch() patches each entry once per call
@@ -178,10 +188,10 @@ class DataServer:
             if released is None:
                 return "cancelled"
             if fault is not None and i == fault_at:
-                outcome = self._apply_fault(conn, acq, fault, i)
-                if outcome is not None:
+                outcome = self._apply_fault(conn, acq, i)
+                if isinstance(outcome, str):
                     return outcome
-                i += 1
+                i = outcome
                 acq.frames_sent = i
                 continue
             end = i + (1 if period else batch)
@@ -200,6 +210,18 @@ class DataServer:
             acq.frames_sent = i
         return "complete"
 
+    def _restart(self, conn: socket.socket, acq: Acquisition, outcome: str) -> None:
+        """restart_between: the acquisition went out whole; now every connection
+        drops (control first, then data), and only then is the detector idle."""
+        if self.on_restart is not None:
+            self.on_restart()
+        try:
+            conn.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.state.finish(acq, outcome)
+        raise _ClientGone("fault: restart_between")
+
     def _released(self, conn: socket.socket, acq: Acquisition, i: int) -> Optional[int]:
         """Frames that may be sent now (0 = unlimited); waits for a soft trigger
         if frame ``i`` is not released yet. None if the acquisition was cancelled."""
@@ -213,35 +235,52 @@ class DataServer:
             r = acq.released()
             return 0 if r is None else r
 
-    def _apply_fault(self, conn: socket.socket, acq: Acquisition, fault: Fault,
-                     i: int) -> Optional[str]:
-        """Act out ``fault`` at frame index ``i``; a str return ends the stream."""
+    def _apply_fault(self, conn: socket.socket, acq: Acquisition, i: int) -> int | str:
+        """Act out the acquisition's fault at frame ``i``: the index to go on
+        from, or the outcome that ends the stream."""
         pool = acq.pool
-        kind = fault.kind
-        if kind is FaultKind.ABORT_AFTER:
-            return f"fault: {kind.value} after {i} frames"
-        if kind is FaultKind.DISCONNECT_AFTER:
-            raise _ClientGone(f"fault: {kind.value} after {i} frames")
-        if kind is FaultKind.STALL_AFTER:
-            self._wait(conn, lambda: acq.cancelled)
-            return f"fault: {kind.value} after {i} frames, then cancelled"
+        assert acq.fault is not None
+        kind = acq.fault.kind
         head, payload = pool.head(i), pool.payload(i)
-        if kind is FaultKind.TRUNCATE_FRAME:
-            msg = head + bytes(payload)
-            conn.sendall(msg[:len(msg) // 2])
-            raise _ClientGone(f"fault: {kind.value} at frame {i + 1}")
-        if kind is FaultKind.SHORT_FRAME:
+        if kind is FaultKind.FRAME_GAP:
+            return i + 1
+        if kind is FaultKind.DUPLICATE_FRAME:
+            sendmsg_all(conn, [head, payload, head, payload])
+            return i + 1
+        if kind is FaultKind.OUT_OF_ORDER:
+            sendmsg_all(conn, [pool.head(i + 1), pool.payload(i + 1), head, payload])
+            return i + 2
+        if kind is FaultKind.TRUNCATED_PAYLOAD:
             half = payload[:len(payload) // 2]
-            bufs = [build_prefix(pool.data_offset + len(half)), head[PREFIX_LEN:], half]
-        elif kind is FaultKind.WRONG_SEQUENCE:
-            seq = fault.value if fault.value is not None else i + 1 + 1000
-            bufs = [pool.head(i, sequence=seq), payload]
-        elif kind is FaultKind.GARBAGE_HEADER:
+            sendmsg_all(conn, [build_prefix(pool.data_offset + len(half)),
+                               head[PREFIX_LEN:], half])
+            return i + 1
+        if kind is FaultKind.CORRUPT_PAYLOAD:
             junk = (GARBAGE * (pool.data_offset // len(GARBAGE) + 1))[:pool.data_offset]
-            bufs = [head[:PREFIX_LEN], junk, payload]
-        elif kind is FaultKind.GARBAGE_PREFIX:
-            bufs = [b"GARBAGEGARBAGE,", head[PREFIX_LEN:], payload]
-        else:  # pragma: no cover - enum is exhaustive
-            raise AssertionError(kind)
-        sendmsg_all(conn, bufs)
-        return None
+            sendmsg_all(conn, [head[:PREFIX_LEN], junk, payload])
+            return i + 1
+        if kind is FaultKind.WRONG_FORMAT:
+            sendmsg_all(conn, [_other_format(pool, i)])
+            return i + 1
+        if kind is FaultKind.ENDS_SHORT:
+            return f"fault: ends_short after {i} frames"
+        msg = head + bytes(payload)
+        if kind is FaultKind.STALL_MID_FRAME:
+            conn.sendall(msg[:len(msg) // 2])
+            self._wait(conn, lambda: acq.cancelled)
+            return f"fault: stall_mid_frame at frame {i}, then cancelled"
+        if kind is FaultKind.DISCONNECT_MID_STREAM:
+            conn.sendall(msg[:len(msg) // 2])
+            raise _ClientGone(f"fault: disconnect_mid_stream at frame {i}")
+        raise AssertionError(f"no way to act out {kind} on the Merlin data port")
+
+
+def _other_format(pool, i: int) -> bytes:  # noqa: ANN001 - a FramePool
+    """Frame ``i`` as a whole MPX message, encoded with another counter depth."""
+    h = pool.header
+    depth = h.counter_depth or 12
+    other = OTHER_DEPTH[depth]
+    frame = np.asarray(pool.frame(i)).astype(np.uint32) & ((1 << min(depth, other)) - 1)
+    payload, fmt = encode_frame(frame, other, h.layout, h.is_raw)
+    head = build_frame_header(i + 1, layout=h.layout, pixel_format=fmt, counter_depth=other)
+    return build_prefix(len(head) + len(payload)) + head + payload

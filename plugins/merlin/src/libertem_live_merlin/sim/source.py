@@ -10,6 +10,11 @@ Sources: :class:`SyntheticSource` (generated frames, any depth / format /
 layout, pools cached per configuration) and :class:`MibSource` (a ``.mib``
 file: frames back to back, each MQ1 header + payload, served verbatim apart
 from the sequence number).
+
+Synthetic frames (:func:`make_frames`): deterministic, diffraction-like
+(a bright disk wandering from frame to frame on a weak background, plus hot
+pixels at the top of the counter range so that round trips exercise every
+bit of each counter depth).
 """
 from __future__ import annotations
 
@@ -21,12 +26,11 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from .decode import MerlinDecoder
+from ..decode import MerlinDecoder
+from ..headers import (CHIP, COUNTER_DEPTHS, FrameHeader, build_frame_header, decoded_shape,
+                       layout_gap, parse_frame_header, peek_data_offset)
+from ..wire import build_prefix
 from .encode import encode_frame
-from .headers import (FrameHeader, build_frame_header, decoded_shape, parse_frame_header,
-                      peek_data_offset)
-from .mpx import build_prefix
-from .synth import make_frames
 
 SEQ_START = 4  # "MQ1," then the 6-digit sequence number
 SEQ_LEN = 6
@@ -233,3 +237,32 @@ def pool_from_frames(frames: Sequence[np.ndarray] | np.ndarray, counter_depth: i
         payloads.append(memoryview(payload))
     return FramePool(parse_frame_header(headers[0]), headers, payloads,
                      frames.astype(np.uint32))
+
+def make_frames(count: int, shape: tuple[int, int], counter_depth: int, *,
+                seed: int = 0, lam_disk: float = 10.0, lam_bg: float = 0.1,
+                layout: str = "1x1", hot_pixels: bool = True) -> np.ndarray:
+    """``count`` distinct frames, uint32 array of shape (count, H, W)."""
+    if counter_depth not in COUNTER_DEPTHS:
+        raise ValueError(f"counter depth must be one of {COUNTER_DEPTHS}")
+    h, w = shape
+    rng = np.random.default_rng(seed)
+    maxval = (1 << counter_depth) - 1
+    yy, xx = np.mgrid[0:h, 0:w]
+    radius = max(2.0, min(h, w) / 8)
+    frames = np.empty((count, h, w), dtype=np.uint32)
+    for i in range(count):
+        phase = 2 * np.pi * i / max(count, 1)
+        cy = h / 2 + radius / 2 * np.sin(phase)
+        cx = w / 2 + radius / 2 * np.cos(phase)
+        disk = (yy - cy) ** 2 + (xx - cx) ** 2 < radius ** 2
+        lam = np.where(disk, lam_disk, lam_bg)
+        f = np.minimum(rng.poisson(lam), maxval).astype(np.uint32)
+        if hot_pixels:
+            for j, v in enumerate((maxval, maxval // 2 + 1, maxval // 3)):
+                f[(7 * i + 31 * j) % h, (13 * i + 17 * j) % w] = v
+        frames[i] = f
+    g = layout_gap(layout)
+    if g and h > CHIP and w > CHIP:
+        frames[:, CHIP:CHIP + g, :] = 0
+        frames[:, :, CHIP:CHIP + g] = 0
+    return frames

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .headers import CHIP, COUNTER_DEPTHS, decoded_shape, layout_gap, sorted_format_for
+from ..headers import CHIP, COUNTER_DEPTHS, decoded_shape, layout_gap, sorted_format_for
 
 _SORTED_DTYPES = {"U01": ">u1", "U08": ">u1", "U16": ">u2", "U32": ">u4", "U64": ">u8"}
 

@@ -1,9 +1,9 @@
 """``MerlinSim``: a Merlin detector simulator on two TCP ports.
 
-Control port: MPX GET/SET/CMD (``sim_control.py``, rules in ``sim_params.py``).
-Data port: ``HDR`` + MQ1 frames per acquisition (``sim_data.py``). Frames come
-from a pre-encoded pool (``sim_source.py``): synthetic frames with known ground
-truth, or a ``.mib`` file.
+Control port: MPX GET/SET/CMD (:mod:`.control`, rules in :mod:`.params`).
+Data port: ``HDR`` + MQ1 frames per acquisition (:mod:`.data`). Frames come
+from a pre-encoded pool (:mod:`.source`): synthetic frames with known ground
+truth, or a ``.mib`` file.  Stream faults: :mod:`.faults`.
 
 Typical test use::
 
@@ -22,23 +22,22 @@ Run standalone: ``python -m libertem_live_merlin.sim --help``.
 """
 from __future__ import annotations
 
-import argparse
-import json
 import logging
-import signal
 import threading
 from typing import Optional
 
 import numpy as np
 
-from .faults import Fault, FaultKind
-from .headers import build_acquisition_header, decoded_shape
-from .mpx import build_message
-from .sim_acq import Acquisition, AcquisitionState
-from .sim_control import STATUS_BUSY, STATUS_OK, STATUS_UNKNOWN, ControlServer
-from .sim_data import DataServer
-from .sim_params import Parameters
-from .sim_source import FramePool, MibSource, SyntheticSource
+from libertem_live.driver import Fault, FaultKind
+
+from ..headers import build_acquisition_header, decoded_shape
+from ..wire import build_message
+from .acq import Acquisition, AcquisitionState
+from .control import STATUS_BUSY, STATUS_OK, STATUS_UNKNOWN, ControlServer
+from .data import DataServer
+from .faults import fault_frame, merlin_fault
+from .params import Parameters
+from .source import FramePool, MibSource, SyntheticSource
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +56,9 @@ class MerlinSim:
     ``mib_path``: serve this ``.mib`` file instead (format/depth/layout from
     the file, ``frames`` defaults to its frame count); ``frame_rate``: pace the
     stream (frames/s; default unthrottled); ``batch_frames``: frames per
-    ``sendmsg`` (default: as many as fit in 1 MiB).
+    ``sendmsg`` (default: as many as fit in 1 MiB); ``fault``: a stream
+    fault for the first acquisition served (``"frame_gap@5"``, a
+    :class:`~libertem_live.driver.Fault`; see :mod:`.faults`).
     """
 
     def __init__(self, host: str = "127.0.0.1", control_port: int = 0,
@@ -66,7 +67,8 @@ class MerlinSim:
                  raw: bool = False, layout: str = "1x1", trigger: int = 0,
                  frames_per_trigger: Optional[int] = None, pool_size: int = 32,
                  seed: int = 0, mib_path: Optional[str] = None,
-                 frame_rate: Optional[float] = None, batch_frames: Optional[int] = None):
+                 frame_rate: Optional[float] = None, batch_frames: Optional[int] = None,
+                 fault: str | Fault | FaultKind | None = None):
         self.host = host
         self._control_port_req = control_port
         self._data_port_req = data_port
@@ -74,7 +76,7 @@ class MerlinSim:
         self.batch_frames = batch_frames
         self.state = AcquisitionState()
         self._lock = threading.Lock()
-        self._fault: Optional[Fault] = None
+        self._fault: Optional[Fault] = merlin_fault(fault)
         self._control: Optional[ControlServer] = None
         self._data: Optional[DataServer] = None
         self._listening = threading.Event()
@@ -121,7 +123,7 @@ class MerlinSim:
         control = ControlServer(self, self.host, self._control_port_req)
         try:
             data = DataServer(self.state, self.host, self._data_port_req,
-                              self.batch_frames)
+                              self.batch_frames, on_restart=control.drop_clients)
         except OSError:
             control.stop()
             raise
@@ -190,15 +192,12 @@ class MerlinSim:
 
     # -- test helpers --------------------------------------------------------------
 
-    def inject_fault(self, fault: Fault | FaultKind | str, frame: Optional[int] = None,
-                     value: Optional[int] = None) -> None:
-        """Arm a fault for the next acquisition (``Fault`` or kind + frame)."""
-        if not isinstance(fault, Fault):
-            if frame is None:
-                raise ValueError("frame is required")
-            fault = Fault(FaultKind(fault), frame, value)
+    def inject_fault(self, fault: Fault | FaultKind | str | None) -> None:
+        """Set the fault for the next acquisition served (``"kind@frame"`` or a
+        :class:`~libertem_live.driver.Fault`; None: none); see :mod:`.faults`."""
+        f = merlin_fault(fault)
         with self._lock:
-            self._fault = fault
+            self._fault = f
 
     def current_pool(self) -> FramePool:
         """The frame pool the current settings select."""
@@ -264,68 +263,14 @@ class MerlinSim:
             hdr = build_acquisition_header(
                 n, fpt, scan_x=sx or None, scan_y=sy or None,
                 counter_depth=p.get_int("COUNTERDEPTH"), assembly_size=self.layout)
+            fault = self._fault if n > 0 else None
             acq = Acquisition(pool=pool, n_frames=n, frames_per_trigger=fpt,
                               soft_trigger=p.get_int("TRIGGERSTART") != 0,
-                              hdr_message=build_message(hdr), fault=self._fault,
+                              hdr_message=build_message(hdr), fault=fault,
+                              fault_at=-1 if fault is None else fault_frame(fault, n),
                               frame_rate=self.frame_rate)
             if not self.state.arm(acq):
                 return STATUS_BUSY
-            self._fault = None
+            if fault is not None:
+                self._fault = None
         return STATUS_OK
-
-
-# ---------------------------------------------------------------------------
-# command line
-# ---------------------------------------------------------------------------
-
-def _parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        prog="python -m libertem_live_merlin.sim",
-        description="Simulated Quantum Detectors Merlin (control + data TCP ports). "
-                    "Runs until Ctrl-C / SIGTERM.")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--control-port", type=int, default=6341)
-    p.add_argument("--data-port", type=int, default=6342)
-    p.add_argument("--frames", type=int, default=None,
-                   help="NUMFRAMESTOACQUIRE (default: ScanY*ScanX, or the MIB file's count)")
-    p.add_argument("--scan", type=int, nargs=2, metavar=("SCANY", "SCANX"), default=None)
-    p.add_argument("--depth", type=int, default=12, choices=[1, 6, 12, 24])
-    p.add_argument("--raw", action="store_true", help="FILEFORMAT 2 (R64) instead of 0")
-    p.add_argument("--layout", default="1x1", choices=["1x1", "2x2", "2x2G"])
-    p.add_argument("--trigger", type=int, default=0, help="TRIGGERSTART: 0 internal, 5 soft")
-    p.add_argument("--pool-size", type=int, default=32)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--mib", default=None, help="serve this .mib file instead of synthetic frames")
-    p.add_argument("--frame-rate", type=float, default=None, help="pace to this many frames/s")
-    p.add_argument("-v", "--verbose", action="store_true")
-    return p.parse_args(argv)
-
-
-def main(argv: Optional[list[str]] = None) -> None:
-    args = _parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO)
-    sim = MerlinSim(args.host, args.control_port, args.data_port, frames=args.frames,
-                    scan_shape=tuple(args.scan) if args.scan else None,
-                    counter_depth=args.depth, raw=args.raw, layout=args.layout,
-                    trigger=args.trigger, pool_size=args.pool_size, seed=args.seed,
-                    mib_path=args.mib, frame_rate=args.frame_rate)
-    done = threading.Event()
-
-    def _terminate(signum: int, frame: object) -> None:
-        done.set()
-
-    # handlers instead of KeyboardInterrupt: a signal can never land between
-    # start() and the try block and skip stop()
-    signal.signal(signal.SIGTERM, _terminate)
-    signal.signal(signal.SIGINT, _terminate)
-    sim.start()
-    try:
-        print(json.dumps({"control_port": sim.control_port, "data_port": sim.data_port}),
-              flush=True)
-        done.wait()
-    finally:
-        sim.stop()
-
-
-if __name__ == "__main__":
-    main()

@@ -1,6 +1,6 @@
 """Control-port server of the simulator: MPX-framed GET/SET/CMD requests.
 
-Protocol per protocols.md 2.3, with the **correct** MPX length (+1, unlike
+MPX-framed, with the **correct** MPX length (+1, unlike
 upstream's simulator). Both request forms are accepted: plain
 (``GET,IMAGEX``) and with LT-live's dummy suffix (``GET,IMAGEX,0``). Replies:
 ``GET,NAME,VALUE,STATUS``, ``SET,NAME,STATUS``, ``CMD,NAME,STATUS``; a
@@ -16,9 +16,9 @@ import socket
 import threading
 from typing import Optional, Protocol
 
-from .errors import MerlinError
-from .mpx import MpxReader, build_message
-from .sim_net import Waker, make_listener, wait_readable
+from ..errors import MerlinProtocolError
+from ..wire import PREFIX_LEN, build_message, parse_prefix
+from .net import Waker, make_listener, wait_readable
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,10 @@ class ControlServer:
         self._waker = Waker()
         self._stopping = False
         self._lock = threading.Lock()
+        # held while a request is answered: a restart (drop_clients) drops
+        # connections between requests, never between a command and its reply
+        self._answering = threading.Lock()
+        self._generation = 0  # drop_clients() counts up; older clients are gone
         self._clients: dict[socket.socket, threading.Thread] = {}
         self._thread = threading.Thread(target=self._accept_loop, daemon=True,
                                         name=f"merlin-sim-control:{self.port}")
@@ -99,17 +103,25 @@ class ControlServer:
             self._listener.close()
 
     def _serve(self, conn: socket.socket) -> None:
-        reader = MpxReader(conn)
+        stream = conn.makefile("rb")  # buffered: read(n) returns n bytes, or fewer at EOF
+        generation = self._generation
         try:
             while True:
-                request = reader.read_message()
-                reply = handle_request(request, self.backend)
-                conn.sendall(build_message(reply))
-        except (MerlinError, OSError) as e:
+                prefix = stream.read(PREFIX_LEN)
+                if len(prefix) < PREFIX_LEN:
+                    return
+                request = stream.read(parse_prefix(prefix))
+                with self._answering:
+                    if generation != self._generation:
+                        return  # dropped by a restart: the request never ran
+                    reply = handle_request(request, self.backend)
+                    conn.sendall(build_message(reply))
+        except (MerlinProtocolError, OSError, ValueError) as e:
             log.debug("control client done: %r", e)
         finally:
             with self._lock:
                 self._clients.pop(conn, None)
+            stream.close()
             conn.close()
 
     def stop(self, timeout: Optional[float] = 5.0) -> None:
@@ -130,6 +142,19 @@ class ControlServer:
         else:  # never started: the accept loop would have closed it
             self._listener.close()
         self._waker.close()
+
+    def drop_clients(self) -> None:
+        """Close every client connection (a restart of the Merlin software);
+        the port keeps listening.  Never between a command and its reply."""
+        with self._answering:
+            self._generation += 1
+            with self._lock:
+                clients = list(self._clients)
+            for conn in clients:
+                try:
+                    conn.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
 
     def threads(self) -> list[threading.Thread]:
         with self._lock:

@@ -12,8 +12,9 @@ import threading
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
-from .faults import Fault
-from .sim_source import FramePool
+from libertem_live.driver import Fault
+
+from .source import FramePool
 
 
 @dataclass
@@ -26,6 +27,7 @@ class Acquisition:
     soft_trigger: bool
     hdr_message: bytes  # complete MPX message
     fault: Optional[Fault] = None
+    fault_at: int = -1  # 0-based frame the fault hits
     frame_rate: Optional[float] = None
     triggers: int = 0
     cancelled: bool = False

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from .sim_control import STATUS_BUSY, STATUS_OK, STATUS_RANGE, STATUS_UNKNOWN
+from .control import STATUS_BUSY, STATUS_OK, STATUS_RANGE, STATUS_UNKNOWN
 
 
 def _choice(*allowed: int) -> Callable[[str], bool]:

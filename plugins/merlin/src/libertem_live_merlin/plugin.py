@@ -1,0 +1,25 @@
+"""Registers the ``merlin`` driver; imports nothing heavy (listing the
+installed drivers must not start numba)."""
+from __future__ import annotations
+
+from typing import Any
+
+from libertem_live.driver import PLUGIN_API_VERSION, DetectorInfo, hookimpl
+
+
+def open_connection(**params: Any) -> Any:
+    from libertem_live_merlin.connection import MerlinConnection
+    return MerlinConnection(**params)
+
+
+@hookimpl
+def libertem_live_detectors() -> list[DetectorInfo]:
+    return [DetectorInfo(
+        name="merlin", open=open_connection, plugin_api=PLUGIN_API_VERSION,
+        description="Quantum Detectors Merlin (Medipix3, incl. 2x2 quad): MPX over TCP",
+        compat_module="libertem_live_merlin",
+        parameters={"api_host": "Merlin PC host (control)", "api_port": "control port (6341)",
+                    "data_host": "Merlin PC host (data)", "data_port": "data port (6342)",
+                    "timeout": "seconds without data before an acquisition fails",
+                    "reconnect_timeout": "seconds to keep retrying a lost connection"},
+    )]
