@@ -70,7 +70,7 @@ class ReadResult:
 
 
 def read_acquisition(reader: MpxReader, max_frames: Optional[int] = None) -> ReadResult:
-    """Passive read per protocols.md 2.5: HDR, then N frames, decoded.
+    """A passive read as a Merlin client does it: the acquisition header, then N frames, decoded.
 
     Checks the MPX length against the first frame and the sequence numbers.
     """
