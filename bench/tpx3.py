@@ -153,7 +153,7 @@ def cpu_seconds(sim_pid: int) -> dict[str, float]:
 
 
 def truth(nav: tuple[int, int], events: float) -> np.ndarray:
-    from libertem_live_asi_tpx3.synth import SynthAcquisition, SynthConfig
+    from libertem_live_asi_tpx3.sim import SynthAcquisition, SynthConfig
     return SynthAcquisition.generate(SynthConfig(nav_shape=nav, events_per_frame=events)
                                      ).expected_sum()
 

@@ -1,17 +1,22 @@
-"""Shared test helpers: a minimal receiver that stores chunk records like the core does."""
+"""Shared test helpers: the driver's message reader on a plain connection, and
+a minimal receiver that stores chunk records like the core does."""
 from __future__ import annotations
 
+import select
 import socket
+import threading
+import time
 from dataclasses import dataclass, field
 from typing import List, Optional
 
 import numpy as np
 
+from libertem_live.driver import TcpReader
 from libertem_live_asi_tpx3.headers import (
-    HEADER_SIZE, AcquisitionEnd, AcquisitionStart, ArrayChunk, ScanEnd, ScanStart,
+    HEADER_SIZE, AcquisitionEnd, AcquisitionStart, ArrayChunk, Header, ScanEnd, ScanStart,
 )
-from libertem_live_asi_tpx3.stream import Tpx3Reader
-from libertem_live_asi_tpx3.synth import SynthAcquisition
+from libertem_live_asi_tpx3.receiver import Tpx3Messages
+from libertem_live_asi_tpx3.sim.source import SynthAcquisition
 
 
 @dataclass
@@ -53,7 +58,19 @@ class Received:
     cancelled: bool = False
 
 
-def receive_acquisition(reader: Tpx3Reader, *, timeout: Optional[float] = 10.0,
+def messages(port: int, *, stall_timeout: float = 5.0, max_metadata: int = 1 << 20
+             ) -> Tpx3Messages:
+    """The driver's message reader, connected to 127.0.0.1:``port``."""
+    reader = TcpReader("127.0.0.1", port, stall_timeout=stall_timeout, reconnect_timeout=10.0)
+    reader.connect()
+    return Tpx3Messages(reader, max_metadata=max_metadata)
+
+
+def read_header(msgs: Tpx3Messages, timeout: float = 10.0, stop=None) -> Header:
+    return msgs.header(stop, deadline=time.monotonic() + timeout)
+
+
+def receive_acquisition(reader: Tpx3Messages, *, timeout: float = 10.0,
                         slot_size: int = 64 << 20) -> Received:
     """Read one acquisition: each scan's chunk records go into one slot buffer."""
     res = Received()
@@ -63,7 +80,7 @@ def receive_acquisition(reader: Tpx3Reader, *, timeout: Optional[float] = 10.0,
     sizes: List[int] = []
     aux: List[int] = []
     while True:
-        hdr = reader.read_header(timeout=timeout)
+        hdr = read_header(reader, timeout)
         if isinstance(hdr, AcquisitionStart):
             res.acquisition = hdr
         elif isinstance(hdr, ScanStart):
@@ -71,8 +88,8 @@ def receive_acquisition(reader: Tpx3Reader, *, timeout: Optional[float] = 10.0,
             pos, offs, sizes, aux = 0, [], [], []
         elif isinstance(hdr, ArrayChunk):
             n = HEADER_SIZE + reader.payload_size
-            slot[pos:pos + HEADER_SIZE] = np.frombuffer(reader.header_bytes, np.uint8)
-            reader.read_payload_into(slot[pos + HEADER_SIZE:pos + n])
+            slot[pos:pos + HEADER_SIZE] = reader.header_array
+            reader.payload_into(slot[pos + HEADER_SIZE:pos + n])
             offs += [pos] * hdr.nframes
             sizes += [n] * hdr.nframes
             aux += range(hdr.nframes)
@@ -85,5 +102,49 @@ def receive_acquisition(reader: Tpx3Reader, *, timeout: Optional[float] = 10.0,
             return res
 
 
-def connect(port: int) -> socket.socket:
-    return socket.create_connection(("127.0.0.1", port), timeout=10)
+
+class RawServer:
+    """A TCP server of fixed bytes, for streams the simulator does not make
+    (malformed or oddly ordered): connection ``i`` gets ``blobs[i]`` (later
+    ones the last blob), then stays open until the client closes it."""
+
+    def __init__(self, blobs: List[bytes]) -> None:
+        self.blobs = blobs
+        self.connections = 0
+        self._stop = threading.Event()
+        self._listen = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listen.getsockname()[1]
+        self._thread = threading.Thread(target=self._serve, name="RawServer", daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            r, _, _ = select.select([self._listen], [], [], 0.05)
+            if not r:
+                continue
+            conn, _ = self._listen.accept()
+            with conn:
+                blob = self.blobs[min(self.connections, len(self.blobs) - 1)]
+                self.connections += 1
+                try:
+                    conn.sendall(blob)
+                except OSError:
+                    continue
+                while not self._stop.is_set():
+                    r, _, _ = select.select([conn], [], [], 0.05)
+                    try:
+                        if r and not conn.recv(65536):
+                            break
+                    except OSError:
+                        break
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        self._listen.close()
+
+    def __enter__(self) -> "RawServer":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

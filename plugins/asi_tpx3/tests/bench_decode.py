@@ -1,6 +1,6 @@
 """Single-core decode throughput (not a test; run by hand).
 
-    PYTHONPATH=src python tests/bench_decode.py
+    PYTHONPATH=src:tests python tests/bench_decode.py
 
 Builds a synthetic scan in memory (the chunk records back to back, as a
 receiver would store them in a slot), then times Tpx3Decoder.decode into
@@ -17,7 +17,7 @@ import time
 import numpy as np
 
 from libertem_live_asi_tpx3.decode import Tpx3Decoder
-from libertem_live_asi_tpx3.synth import SynthAcquisition, SynthConfig
+from libertem_live_asi_tpx3.sim.source import SynthAcquisition, SynthConfig
 
 
 def layout(acq: SynthAcquisition):
@@ -67,31 +67,33 @@ def run(events: float, nav, fpc: int, dense_batch: int, csr_batch: int, repeats:
 
 
 def sim_throughput(events: float, nav, fpc: int, acquisitions: int = 4):
-    """Positions/s the simulator delivers to our reader (recv into one reused slot)."""
-    import socket
-
+    """Positions/s the simulator delivers to the driver's message reader (recv
+    into one reused slot)."""
     from libertem_live_asi_tpx3.headers import AcquisitionEnd, ArrayChunk
     from libertem_live_asi_tpx3.sim import Tpx3Sim
-    from libertem_live_asi_tpx3.stream import Tpx3Reader
+
+    from _helpers import messages, read_header
 
     with Tpx3Sim(nav_shape=nav, events_per_frame=events, frames_per_chunk=fpc,
                  acquisitions_per_connection=acquisitions, wait_for_trigger=True) as sim:
         slot = memoryview(bytearray(64 << 20))
-        with socket.create_connection(("127.0.0.1", sim.port)) as s:
-            r = Tpx3Reader(s)
+        r = messages(sim.port)
+        try:
             rates = []
             for _ in range(acquisitions):
                 sim.trigger()
                 t0 = None
                 while True:
-                    hdr = r.read_header(timeout=10)
+                    hdr = read_header(r, 10)
                     if t0 is None:
                         t0 = time.perf_counter()
                     if isinstance(hdr, ArrayChunk):
-                        r.read_payload_into(slot)
+                        r.payload_into(slot)
                     elif isinstance(hdr, AcquisitionEnd):
                         break
                 rates.append(nav[0] * nav[1] / (time.perf_counter() - t0))
+        finally:
+            r.reader.close()
         wire = len(sim.synth.body) / (nav[0] * nav[1])
     return {"sim_events_per_frame": events, "frames": nav[0] * nav[1],
             "positions_per_s_median": round(float(np.median(rates))),

@@ -7,10 +7,11 @@ from typing import Any, Iterator
 import numpy as np
 import pytest
 
+from libertem_live.driver import Fault, FaultKind
 from libertem_live_testing import Capabilities, DriverHarness, Scenario
 from libertem_live_testing.suite import *  # noqa: F401,F403
 
-from libertem_live_asi_tpx3.sim import Fault, Tpx3Sim
+from libertem_live_asi_tpx3.sim import SUPPORTED_FAULTS, Tpx3Sim
 
 SIG = (32, 32)
 
@@ -18,13 +19,14 @@ SIG = (32, 32)
 class Tpx3Scenario(Scenario):
     """A simulator that sends one acquisition per trigger on every connection.
 
-    ``short_by``: the first acquisition of the first connection is cancelled
-    (AcquisitionEnd inside the scan) after ``nimages - short_by`` positions;
-    chunks hold ``gcd(nimages, short_by)`` rows so the cut falls on a chunk
-    boundary.
+    ``short_by``: the first acquisition ends (ScanEnd, AcquisitionEnd) after
+    ``nimages - short_by`` positions.  ``fault``: the first acquisition
+    carries that fault (see ``libertem_live_asi_tpx3.sim.faults``); later
+    ones are clean.
     """
 
-    def __init__(self, nav_shape: tuple[int, ...], short_by: int) -> None:
+    def __init__(self, nav_shape: tuple[int, ...], short_by: int,
+                 fault: Fault | None) -> None:
         nav = tuple(nav_shape)
         if len(nav) == 1:
             nav = (1, nav[0])
@@ -33,19 +35,18 @@ class Tpx3Scenario(Scenario):
         self.nav_shape = tuple(nav_shape)
         self.sig_shape = SIG
         self.nimages = math.prod(nav)
-        fpc = math.gcd(self.nimages, short_by) if short_by else 8
-        fault = {}
         if short_by:
-            fault = dict(fault=Fault.CANCEL_MID_SCAN,
-                         fault_chunk=(self.nimages - short_by) // fpc)
+            if fault is not None:
+                raise ValueError("give short_by or fault, not both")
+            fault = Fault(FaultKind.ENDS_SHORT, self.nimages - short_by)
         self.sim = Tpx3Sim(nav_shape=nav, sig_shape=SIG, events_per_frame=12,
-                           frames_per_chunk=fpc, wait_for_trigger=True,
-                           acquisitions_per_connection=None, seed=self.nimages, **fault)
+                           frames_per_chunk=8, wait_for_trigger=True,
+                           acquisitions_per_connection=None, seed=self.nimages, fault=fault)
         self.sim.start()
         self.sim.wait_for_listen()
 
     def connection_params(self) -> dict[str, Any]:
-        return {"data_host": "127.0.0.1", "data_port": self.sim.port, "timeout": 5.0}
+        return {"data_host": "127.0.0.1", "data_port": self.sim.port, "timeout": 3.0}
 
     def arm_passive(self, conn: Any) -> None:
         self.sim.trigger()
@@ -54,22 +55,29 @@ class Tpx3Scenario(Scenario):
         return self.sim.expected_sum()
 
     def frames(self) -> np.ndarray:
-        frames = np.stack([self.sim.expected_frame(k) for k in range(self.nimages)])
-        return frames.reshape(self.nav_shape + self.sig_shape)
+        return self.sim.expected_frames().reshape(self.nav_shape + self.sig_shape)
 
     def close(self) -> None:
         self.sim.stop()
 
 
+def _capabilities() -> Capabilities:
+    kw: dict[str, Any] = dict(passive=True, active=False, nav_shape_from_detector=True,
+                              nav_shape_can_be_unknown=False, short_stream=True, frames=True,
+                              sig_shape=SIG)
+    try:
+        return Capabilities(**kw, faults=SUPPORTED_FAULTS)  # type: ignore[call-arg]
+    except TypeError:  # a kit without fault kinds
+        return Capabilities(**kw)
+
+
 class Tpx3Harness(DriverHarness):
     name = "asi_tpx3"
-    capabilities = Capabilities(passive=True, active=False, nav_shape_from_detector=True,
-                                nav_shape_can_be_unknown=False, short_stream=True,
-                                frames=True, sig_shape=SIG)
+    capabilities = _capabilities()
 
     def scenario(self, nav_shape: tuple[int, ...], *, short_by: int = 0,
-                 announce_nav_shape: bool = True) -> Scenario:
-        return Tpx3Scenario(nav_shape, short_by)
+                 announce_nav_shape: bool = True, fault: Fault | None = None) -> Scenario:
+        return Tpx3Scenario(nav_shape, short_by, fault)
 
 
 @pytest.fixture(scope="module")

@@ -5,9 +5,9 @@ import pytest
 import scipy.sparse
 
 from libertem_live_asi_tpx3.decode import DecodeError, Tpx3Decoder, chunk_arrays
-from libertem_live_asi_tpx3.encode import encode_chunk
+from libertem_live_asi_tpx3.sim.encode import encode_chunk
 from libertem_live_asi_tpx3.headers import HEADER_SIZE, DType, FormatType
-from libertem_live_asi_tpx3.synth import SynthAcquisition, SynthConfig
+from libertem_live_asi_tpx3.sim.source import SynthAcquisition, SynthConfig
 
 from _helpers import batch_from_records, batch_from_synth
 

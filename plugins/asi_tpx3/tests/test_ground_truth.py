@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from libertem.udf.sum import SumUDF
 
-from libertem_live.transport.stream import RingConfig
+from libertem_live.driver import RingConfig
 from libertem_live_asi_tpx3.headers import DType, FormatType
 from libertem_live_asi_tpx3.sim import Tpx3Sim
 

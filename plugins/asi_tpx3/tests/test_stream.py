@@ -1,23 +1,24 @@
-"""Reader + simulator over real TCP sockets on 127.0.0.1."""
+"""The driver's message reader (on the core's TcpReader) + simulator over real
+TCP sockets on 127.0.0.1."""
 import re
-import socket
 import threading
 import time
 
 import numpy as np
 import pytest
 
-from libertem_live_asi_tpx3.decode import Tpx3Decoder
-from libertem_live_asi_tpx3.errors import (
-    Tpx3Closed, Tpx3IdleTimeout, Tpx3ProtocolError, Tpx3Stopped, Tpx3StreamError,
+from libertem_live.driver import (
+    FOREVER, IdleTimeout, PeerClosed, Stalled, Stopped, Truncated,
 )
+from libertem_live_asi_tpx3.decode import Tpx3Decoder
+from libertem_live_asi_tpx3.errors import Tpx3FormatError, Tpx3ProtocolError
 from libertem_live_asi_tpx3.headers import (
     AcquisitionEnd, AcquisitionStart, ArrayChunk, DType, FormatType, ScanEnd, ScanStart,
 )
-from libertem_live_asi_tpx3.sim import Fault, Tpx3Sim
-from libertem_live_asi_tpx3.stream import Phase, Tpx3Reader
+from libertem_live_asi_tpx3.sim import Tpx3Sim
+from libertem_live_asi_tpx3.wire import Phase
 
-from _helpers import connect, receive_acquisition
+from _helpers import RawServer, messages, read_header, receive_acquisition
 
 SMALL = dict(nav_shape=(6, 8), sig_shape=(64, 64), events_per_frame=15, frames_per_chunk=5)
 
@@ -39,8 +40,8 @@ def test_full_acquisition_with_metadata_and_several_scans():
     with Tpx3Sim(**SMALL, scans_per_acquisition=3, metadata=meta,
                  value_dtypes=(DType.U8, DType.U16, DType.U32, DType.U64),
                  format_type=FormatType.TOT, align=8, extra_pad=2) as sim:
-        with connect(sim.port) as s:
-            r = Tpx3Reader(s)
+        r = messages(sim.port)
+        try:
             res = receive_acquisition(r)
             assert res.acquisition.nav_shape == (6, 8)
             assert res.acquisition.format_type == FormatType.TOT
@@ -49,19 +50,26 @@ def test_full_acquisition_with_metadata_and_several_scans():
             assert not res.cancelled and r.phase is Phase.IDLE
             for batch in res.scans:
                 _assert_scan_matches(sim, res.acquisition, batch)
+        finally:
+            r.reader.close()
 
 
 def test_message_order_and_raw_header_bytes():
-    with Tpx3Sim(**SMALL) as sim, connect(sim.port) as s:
-        r = Tpx3Reader(s)
+    with Tpx3Sim(**SMALL) as sim:
+        r = messages(sim.port)
         kinds = []
-        for hdr, payload in r.messages(timeout=5):
-            kinds.append(type(hdr))
-            assert r.header_bytes == hdr.pack()
-            if isinstance(hdr, ArrayChunk):
-                assert len(payload) == hdr.payload_size()
-            if isinstance(hdr, AcquisitionEnd):
-                break
+        try:
+            while True:
+                hdr = read_header(r, 5)
+                kinds.append(type(hdr))
+                assert bytes(r.header_bytes) == hdr.pack()
+                if isinstance(hdr, ArrayChunk):
+                    payload = bytearray(r.payload_size)
+                    assert r.payload_into(payload) == hdr.payload_size()
+                if isinstance(hdr, AcquisitionEnd):
+                    break
+        finally:
+            r.reader.close()
         nchunks = len(sim.synth.chunks)
         assert kinds == [AcquisitionStart, ScanStart] + [ArrayChunk] * nchunks + \
             [ScanEnd, AcquisitionEnd]
@@ -70,135 +78,169 @@ def test_message_order_and_raw_header_bytes():
 def test_several_acquisitions_per_connection_and_reconnect():
     with Tpx3Sim(**SMALL, acquisitions_per_connection=3, close_after=True) as sim:
         for _conn in range(2):
-            with connect(sim.port) as s:
-                r = Tpx3Reader(s)
+            r = messages(sim.port)
+            try:
                 for _ in range(3):
                     res = receive_acquisition(r)
                     _assert_scan_matches(sim, res.acquisition, res.scans[0])
-                with pytest.raises(Tpx3Closed):
-                    r.read_header(timeout=5)
+                with pytest.raises(PeerClosed):
+                    read_header(r, 5)
+            finally:
+                r.reader.close()
         assert sim.wait_for_acquisitions_sent(6, timeout=5)
         assert sim.connections == 2
 
 
 def test_idle_timeout_then_trigger():
-    with Tpx3Sim(**SMALL, wait_for_trigger=True) as sim, connect(sim.port) as s:
-        r = Tpx3Reader(s)
-        t0 = time.monotonic()
-        with pytest.raises(Tpx3IdleTimeout):
-            r.read_header(timeout=0.3)
-        assert time.monotonic() - t0 >= 0.3
-        assert r.phase is Phase.IDLE  # nothing consumed, reader still usable
-        sim.trigger()
-        res = receive_acquisition(r)
-        _assert_scan_matches(sim, res.acquisition, res.scans[0])
+    with Tpx3Sim(**SMALL, wait_for_trigger=True) as sim:
+        r = messages(sim.port)
+        try:
+            t0 = time.monotonic()
+            with pytest.raises(IdleTimeout):
+                read_header(r, 0.3)
+            assert time.monotonic() - t0 >= 0.3
+            assert r.phase is Phase.IDLE  # nothing consumed, reader still usable
+            sim.trigger()
+            res = receive_acquisition(r)
+            _assert_scan_matches(sim, res.acquisition, res.scans[0])
+        finally:
+            r.reader.close()
 
 
 def test_stop_flag_interrupts_wait():
     stop = threading.Event()
-    with Tpx3Sim(**SMALL, wait_for_trigger=True) as sim, connect(sim.port) as s:
-        r = Tpx3Reader(s, should_stop=stop.is_set, poll_interval=0.05)
-        threading.Timer(0.2, stop.set).start()
-        with pytest.raises(Tpx3Stopped):
-            r.read_header(timeout=None)
+    with Tpx3Sim(**SMALL, wait_for_trigger=True) as sim:
+        r = messages(sim.port)
+        try:
+            threading.Timer(0.2, stop.set).start()
+            with pytest.raises(Stopped):
+                r.header(stop, deadline=FOREVER)
+            assert r.reader.connected  # a stop between messages keeps the stream position
+        finally:
+            r.reader.close()
 
 
-def test_payload_api_misuse():
-    with Tpx3Sim(**SMALL) as sim, connect(sim.port) as s:
-        r = Tpx3Reader(s)
-        while not isinstance(r.read_header(timeout=5), ArrayChunk):
-            pass
-        with pytest.raises(RuntimeError, match="pending"):
-            r.read_header(timeout=5)
-        with pytest.raises(ValueError, match="too small"):
-            r.read_payload_into(bytearray(r.payload_size - 1))
-        n = r.payload_size
-        assert r.skip_payload() == n
-        assert isinstance(r.read_header(timeout=5), ArrayChunk)
-        buf = np.zeros(r.payload_size + 100, np.uint8)
-        r.read_payload_into(memoryview(buf))  # larger buffers are fine
-        with pytest.raises(RuntimeError, match="no ArrayChunk payload pending"):
-            r.skip_payload()
+def test_payload_api():
+    with Tpx3Sim(**SMALL) as sim:
+        r = messages(sim.port)
+        try:
+            while not isinstance(read_header(r, 5), ArrayChunk):
+                pass
+            with pytest.raises(ValueError, match="too small"):
+                r.payload_into(bytearray(r.payload_size - 1))
+            n = r.payload_size
+            assert r.skip_payload() == n and r.payload_size == 0
+            assert isinstance(read_header(r, 5), ArrayChunk)
+            # a payload nobody read is dropped before the next header
+            assert isinstance(read_header(r, 5), ArrayChunk)
+            buf = np.zeros(r.payload_size + 100, np.uint8)
+            r.payload_into(memoryview(buf))  # larger buffers are fine
+            assert r.payload_size == 0
+            assert r.state.chunk_index == 3
+        finally:
+            r.reader.close()
 
 
 def _read_until_error(r):
     """Drain the stream like a receiver; return the exception that ended it."""
     with pytest.raises(Exception) as ei:
         for _ in range(10_000):
-            hdr = r.read_header(timeout=10)
+            hdr = read_header(r, 10)
             if isinstance(hdr, ArrayChunk):
-                r.read_payload_into(bytearray(r.payload_size))
+                r.payload_into(bytearray(r.payload_size))
     return ei.value
 
 
 @pytest.mark.parametrize("fault,exc,match", [
-    (Fault.TRUNCATED_PAYLOAD, Tpx3StreamError, r"connection closed after \d+ of \d+ bytes of "
-                                               r"chunk 4 payload"),
-    (Fault.UNKNOWN_TAG, Tpx3ProtocolError, "unknown header tag 0x07.*chunk 4"),
-    (Fault.WRONG_ORDER, Tpx3ProtocolError, "unexpected ArrayChunk header after "
-                                           "AcquisitionStart"),
-    (Fault.TOO_FEW_ROWS, Tpx3ProtocolError, "ScanEnd after 45 rows, but nav_shape .* needs 48"),
-    (Fault.TOO_MANY_ROWS, Tpx3ProtocolError, "chunk rows exceed the scan: 48 rows"),
-    (Fault.DISCONNECT_MID_SCAN, Tpx3Closed, "closed by the peer"),
+    ("disconnect_mid_stream@22", Truncated, r"payload of chunk 4, \d+ of \d+ bytes in"),
+    ("wrong_format@22", Tpx3FormatError, r"value_dtype U1 \(bit-packed\).*chunk 4"),
 ])
 def test_faults_give_clear_errors(fault, exc, match):
-    with Tpx3Sim(**SMALL, fault=fault, fault_chunk=4) as sim, connect(sim.port) as s:
-        r = Tpx3Reader(s, stall_timeout=5)
-        t0 = time.monotonic()
-        err = _read_until_error(r)
-        assert isinstance(err, exc), repr(err)
-        assert re.search(match, str(err)), str(err)
-        assert time.monotonic() - t0 < 4  # content errors do not wait for a timeout
-        if isinstance(err, Tpx3ProtocolError):
-            assert "reconnect" in str(err) and err.offset is not None
-        if fault is Fault.DISCONNECT_MID_SCAN:
+    with Tpx3Sim(**SMALL, fault=fault) as sim:
+        r = messages(sim.port)
+        try:
+            t0 = time.monotonic()
+            err = _read_until_error(r)
+            assert isinstance(err, exc), repr(err)
+            assert re.search(match, str(err)), str(err)
+            assert time.monotonic() - t0 < 4  # content errors do not wait for a timeout
+            if isinstance(err, Tpx3ProtocolError):
+                assert "reconnect" in str(err) and err.offset is not None
+            assert r.reader.broken is not None  # the stream position is lost: reconnect
             assert r.phase is Phase.SCAN  # a receiver sees the scan is incomplete
-        with pytest.raises(Tpx3StreamError, match="unusable"):
-            r.read_header(timeout=1)
+        finally:
+            r.reader.close()
 
 
-def test_stall_mid_scan_times_out_as_stream_error():
-    with Tpx3Sim(**SMALL, fault=Fault.STALL_MID_SCAN, fault_chunk=3) as sim, \
-            connect(sim.port) as s:
-        r = Tpx3Reader(s, stall_timeout=0.3, poll_interval=0.05)
+@pytest.mark.parametrize("blob,match,offset", [
+    (AcquisitionStart(nav_shape=(1, 2)).pack() + ScanStart(metadata_length=3).pack() + b"{}\n"
+     + bytes([7]) + bytes(31), r"unknown header tag 0x07.*byte offset 67, chunk 0", 67),
+    (AcquisitionStart(nav_shape=(1, 2)).pack()
+     + ArrayChunk(DType.U8, 1, 0, 8, 8).pack() + bytes(8),
+     "unexpected ArrayChunk header after AcquisitionStart", 32),
+])
+def test_invalid_streams_give_protocol_errors(blob, match, offset):
+    with RawServer([blob]) as srv:
+        r = messages(srv.port)
+        try:
+            err = _read_until_error(r)
+            assert isinstance(err, Tpx3ProtocolError), repr(err)
+            assert re.search(match, str(err)), str(err)
+            assert "reconnect" in str(err) and err.offset == offset
+            assert r.reader.broken is not None
+        finally:
+            r.reader.close()
+
+
+def test_stall_mid_frame_is_a_stall():
+    with Tpx3Sim(**SMALL, fault="stall_mid_frame@16") as sim:
+        r = messages(sim.port, stall_timeout=0.3)
         chunks = 0
-        with pytest.raises(Tpx3IdleTimeout):
-            while True:
-                hdr = r.read_header(timeout=0.5)
-                if isinstance(hdr, ArrayChunk):
-                    chunks += 1
-                    r.skip_payload()
-        assert chunks == 3 and r.phase is Phase.SCAN
+        try:
+            with pytest.raises(Stalled, match=r"no byte for 0.3 s while reading the payload"):
+                while True:
+                    hdr = read_header(r, 5)
+                    if isinstance(hdr, ArrayChunk):
+                        chunks += 1
+                        r.payload_into(bytearray(r.payload_size))
+            assert chunks == 4 and r.phase is Phase.SCAN  # three whole, the fourth stalled
+        finally:
+            r.reader.close()
 
 
-def test_stall_inside_a_message_is_a_stream_error():
+def test_stall_inside_a_header_is_a_stall():
     """A peer that sends half a header and then nothing: stall, not idle."""
-    srv = socket.create_server(("127.0.0.1", 0))
-    try:
-        c = socket.create_connection(srv.getsockname())
-        peer, _ = srv.accept()
-        with c, peer:
-            peer.sendall(AcquisitionStart(nav_shape=(1, 1)).pack()[:10])
-            r = Tpx3Reader(c, stall_timeout=0.2, poll_interval=0.05)
-            with pytest.raises(Tpx3StreamError, match=r"stalled .* after 10 of 32 bytes"):
-                r.read_header(timeout=5)
-    finally:
-        srv.close()
+    with RawServer([AcquisitionStart(nav_shape=(1, 1)).pack()[:10]]) as srv:
+        r = messages(srv.port, stall_timeout=0.2)
+        try:
+            with pytest.raises(Stalled, match=r"header, 10 of 32 bytes in"):
+                read_header(r, 5)
+        finally:
+            r.reader.close()
 
 
 def test_reconnect_after_fault_gets_good_data():
-    with Tpx3Sim(**SMALL, fault=Fault.TRUNCATED_PAYLOAD, fault_connections=1) as sim:
-        with connect(sim.port) as s:
-            assert isinstance(_read_until_error(Tpx3Reader(s)), Tpx3StreamError)
-        with connect(sim.port) as s:
-            res = receive_acquisition(Tpx3Reader(s))
+    with Tpx3Sim(**SMALL, fault="disconnect_mid_stream",
+                 acquisitions_per_connection=None) as sim:
+        r = messages(sim.port)
+        try:
+            assert isinstance(_read_until_error(r), Truncated)
+            r.reader.ensure()  # reconnects: the position was lost
+            r.reset()
+            res = receive_acquisition(r)
             _assert_scan_matches(sim, res.acquisition, res.scans[0])
+            assert r.reader.connects == 2
+        finally:
+            r.reader.close()
 
 
 def test_oversized_metadata_is_skipped():
     meta = b"x" * 5000
-    with Tpx3Sim(**SMALL, metadata=meta) as sim, connect(sim.port) as s:
-        r = Tpx3Reader(s, max_metadata=100)
-        res = receive_acquisition(r)
-        assert res.metadata == [None]
-        _assert_scan_matches(sim, res.acquisition, res.scans[0])
+    with Tpx3Sim(**SMALL, metadata=meta) as sim:
+        r = messages(sim.port, max_metadata=100)
+        try:
+            res = receive_acquisition(r)
+            assert res.metadata == [None]
+            _assert_scan_matches(sim, res.acquisition, res.scans[0])
+        finally:
+            r.reader.close()

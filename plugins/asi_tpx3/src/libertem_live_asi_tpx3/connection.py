@@ -1,46 +1,43 @@
-"""The ASI TPX3 DetectorConnection (passive mode).
+"""The ASI TPX3 connection (passive mode).
 
 One TCP connection to the ASI software carries acquisition after
-acquisition (protocols.md 3.4). ``wait_for_acquisition`` reads it in the
-caller's thread until a scan starts (AcquisitionStart, then ScanStart), then
-hands the rest of the scan to a :class:`~.receiver.ScanReceiver` thread and
-returns a pending acquisition whose stream is already filling. When that
+acquisition.  ``wait_for_acquisition`` reads it in the caller's thread until
+a scan starts (AcquisitionStart, then ScanStart), then hands the rest of the
+scan to the core's receive loop (:class:`~.receiver.Tpx3Framing`) and
+returns a pending acquisition whose stream is already filling.  When that
 scan is over, the next ``wait_for_acquisition`` continues on the same
-socket. One pending acquisition is one *scan*: an acquisition with several
+socket.  One pending acquisition is one *scan*: an acquisition with several
 scans is announced once per scan (every scan has ``prod(nav_shape)``
 positions).
 
 The connection survives servers that are not up yet or restart between
-acquisitions: it (re)connects with a bounded back-off while waiting, and
-drops the socket after any error that loses the stream position. Between
-``wait_for_acquisition`` calls nobody reads the socket; the server's data
-waits in the kernel's buffers (and the server blocks), which is why a
-pending acquisition should be started promptly.
+acquisitions: it (re)connects with back-off while waiting, and reconnects
+after any error that lost the stream position (a hang-up, a stall, invalid
+bytes).  After an error that kept it (a scan that ended short, a corrupt
+chunk, too many rows) or a scan stopped from our side, it skips the rest of
+that scan.  Between ``wait_for_acquisition`` calls nobody reads the socket;
+the server's data waits in the kernel's buffers (and the server blocks),
+which is why a pending acquisition should be started promptly.
 """
 from __future__ import annotations
 
 import logging
-import socket
+import math
 import threading
 import time
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
-from libertem_live.errors import AcquisitionStateError
-from libertem_live.pending import PendingStream
-from libertem_live.protocols import FrameFormat
-from libertem_live.transport.pool import RingPool
-from libertem_live.transport.stream import FrameStream, RingConfig
-
-from .controller import active_mode_error
-from .decode import Tpx3Decoder
-from .errors import (
-    Tpx3Closed, Tpx3IdleTimeout, Tpx3ProtocolError, Tpx3Stopped, Tpx3StreamError,
+from libertem_live.driver import (
+    FOREVER, BaseConnection, DetectorConnectionError, FrameFormat, FrameStream, IdleTimeout,
+    PeerClosed, PendingStream, RingConfig, Stalled, Stopped, TcpReader, Truncated,
 )
-from .headers import AcquisitionEnd, AcquisitionStart, ArrayChunk, ScanEnd, ScanStart
-from .receiver import ScanReceiver, describe
-from .stream import Tpx3Reader
+
+from .decode import Tpx3Decoder
+from .errors import Tpx3ProtocolError, passive_only_error
+from .headers import AcquisitionStart, ArrayChunk, ScanStart, numpy_dtype
+from .receiver import RECEIVER_THREAD, Tpx3Framing, Tpx3Messages
 
 __all__ = ["Tpx3Connection", "Tpx3PendingAcquisition", "open_connection", "DEFAULT_PORT"]
 
@@ -58,16 +55,17 @@ FRAME_DTYPE = np.dtype(np.uint32)
 #: of ~16 MB); 32 MiB made the receiver wait for slots there and halved the
 #: rate. See DECODE_NOTES.md.
 DEFAULT_BUFFER_MIB = 64
+#: socket receive buffer: a scan row of chunks, so that the server does not
+#: block while the receiver waits for a free ring slot
+RCVBUF = 8 << 20
 
 
 class Tpx3PendingAcquisition(PendingStream):
     """A scan the ASI software started; its frames are being received already."""
 
-    def __init__(self, conn: "Tpx3Connection", acq: AcquisitionStart, stream: FrameStream,
-                 receiver: ScanReceiver, frame_format: FrameFormat) -> None:
-        self._conn = conn
+    def __init__(self, acq: AcquisitionStart, stream: FrameStream,
+                 frame_format: FrameFormat) -> None:
         self._stream: FrameStream | None = stream
-        self._receiver = receiver
         self.header = acq
         self.nimages = acq.nframes
         self.nav_shape: tuple[int, ...] | None = tuple(acq.nav_shape)
@@ -84,16 +82,29 @@ class Tpx3PendingAcquisition(PendingStream):
                 f"sig_shape={self.format.sig_shape} sequence={self.header.sequence}>")
 
 
-class Tpx3Connection:
+def describe(acq: AcquisitionStart) -> dict[str, Any]:
+    """Metadata of an acquisition for the FrameFormat (shown to UDFs and in the ledger)."""
+    return {
+        "detector": "asi_tpx3",
+        "format_type": "tot" if int(acq.format_type) == 1 else "counts",
+        "sequence": acq.sequence,
+        "version": acq.version,
+        "indptr_dtype": str(numpy_dtype(acq.indptr_dtype)),
+        "indices_dtype": str(numpy_dtype(acq.indices_dtype)),
+    }
+
+
+class Tpx3Connection(BaseConnection):
     """Connection to the ASI software's TPX3 data stream; see the module docstring.
 
     ``timeout``: seconds without data inside a scan before the acquisition
-    fails (AcquisitionTimeoutError). ``buffer_size`` (MiB, default 64) and
-    ``bytes_per_chunk`` (bytes per ring slot) size the shared-memory ring of
-    each acquisition, as in upstream's ``open``; ``ring`` overrides both.
-    ``chunks_per_stack`` and ``huge_pages`` are accepted for upstream
-    compatibility and have no effect (slots fill with as many chunks as fit).
-    ``reconnect_interval`` caps the back-off between connection attempts.
+    fails (AcquisitionTimeoutError; StalledError in the middle of a chunk).
+    ``buffer_size`` (MiB, default 64) and ``bytes_per_chunk`` (bytes per
+    ring slot) size the shared-memory ring of each acquisition, as in
+    upstream's ``open``; ``ring`` overrides both.  ``chunks_per_stack``,
+    ``huge_pages`` and ``reconnect_interval`` are accepted for upstream
+    compatibility and have no effect (slots fill with as many chunks as fit;
+    reconnecting backs off from 50 ms to 1 s).
     """
 
     detector_name = "asi_tpx3"
@@ -102,147 +113,105 @@ class Tpx3Connection:
                  buffer_size: int = DEFAULT_BUFFER_MIB, bytes_per_chunk: int | None = None,
                  chunks_per_stack: int | None = None, huge_pages: bool = False,
                  timeout: float = 10.0, ring: RingConfig | None = None,
-                 max_frames_per_slot: int = 16384, reconnect_interval: float = 1.0,
+                 max_frames_per_slot: int = 16384, reconnect_interval: float | None = None,
                  connect_timeout: float = 2.0, csr_dtype: Any = np.float64) -> None:
         self.data_host = data_host
         self.data_port = int(data_port)
-        self.timeout = float(timeout)
-        self.reconnect_interval = float(reconnect_interval)
-        self.connect_timeout = float(connect_timeout)
         self.csr_dtype = np.dtype(csr_dtype)
         if ring is None:
             slot = int(bytes_per_chunk or 4 << 20)
             slots = max(4, int(buffer_size) * (1 << 20) // slot)
             ring = RingConfig(num_slots=slots, slot_bytes=slot, max_frames=max_frames_per_slot)
-        self.ring = ring
-        if huge_pages or chunks_per_stack is not None:
-            log.debug("asi_tpx3: huge_pages / chunks_per_stack are accepted for upstream "
-                      "compatibility and ignored")
-        self._sock: socket.socket | None = None
-        self._reader: Tpx3Reader | None = None
-        self._receiver: ScanReceiver | None = None
+        if huge_pages or chunks_per_stack is not None or reconnect_interval is not None:
+            log.debug("asi_tpx3: huge_pages / chunks_per_stack / reconnect_interval are "
+                      "accepted for upstream compatibility and ignored")
+        super().__init__(timeout=timeout, ring=ring)
+        self._reader = TcpReader(
+            self.data_host, self.data_port, where=f"tcp://{self.data_host}:{self.data_port}",
+            hint="Is the ASI software running and streaming to this host and port?",
+            stall_timeout=self.timeout, connect_timeout=connect_timeout, rcvbuf=RCVBUF)
+        self._msgs = Tpx3Messages(self._reader)
         self._pending: Tpx3PendingAcquisition | None = None
-        self._streams: list[FrameStream] = []
-        self._rings = RingPool()
-        self._acq: AcquisitionStart | None = None
         self._closing = threading.Event()
-        self._lock = threading.Lock()
-        self._closed = False
-        self._failures = 0
-        self.connects = 0
-        self._try_connect()
+        self.open()
 
     @property
     def source(self) -> str:
         return f"ASI TPX3 server at {self.data_host}:{self.data_port}"
 
-    # --- socket ------------------------------------------------------------
-    def _try_connect(self) -> bool:
-        """One connection attempt; logs the first failure of a series at WARNING."""
-        try:
-            sock = socket.create_connection((self.data_host, self.data_port),
-                                            timeout=self.connect_timeout)
-        except OSError as e:
-            self._failures += 1
-            level = logging.WARNING if self._failures == 1 else logging.DEBUG
-            log.log(level, "asi_tpx3: cannot connect to %s (%s, attempt %d); retrying "
-                    "while waiting for an acquisition", self.source, e, self._failures)
-            return False
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
-        except OSError:
-            pass
-        if self._failures:
-            log.info("asi_tpx3: connected to %s after %d failed attempts", self.source,
-                     self._failures)
-        self._failures = 0
-        self.connects += 1
-        self._sock = sock
-        self._reader = Tpx3Reader(sock, stall_timeout=self.timeout, poll_interval=0.1,
-                                  should_stop=self._closing.is_set, check_frame_count=False)
-        self._acq = None
+    @property
+    def connects(self) -> int:
+        """TCP connections made so far (reconnects included)."""
+        return self._reader.connects
+
+    # --- sockets ---------------------------------------------------------------------
+    def _connect(self) -> None:
+        """One attempt: a server that is not up yet is waited for in
+        ``wait_for_acquisition``, with back-off."""
+        self._closing.clear()
+        if self._reader.try_connect():
+            self._msgs.reset()
+        else:
+            log.warning("asi_tpx3: cannot connect to %s yet; retrying while waiting for an "
+                        "acquisition", self.source)
+
+    def _disconnect(self) -> None:
+        self._reader.close()
+        self._msgs.reset()
+        self._pending = None
+
+    def close(self) -> None:
+        """Stop any receiver, free the ring and close the socket (also wakes a
+        ``wait_for_acquisition`` in another thread).  Idempotent."""
+        self._closing.set()
+        super().close()
+
+    def _ensure_connected(self, deadline: Optional[float]) -> bool:
+        reader = self._reader
+        if reader.connected:
+            return True
+        if reader.broken is not None:
+            log.info("asi_tpx3: reconnecting to %s: %s", self.source, reader.broken)
+        left = math.inf if deadline is None else deadline - time.monotonic()
+        if left <= 0:
+            if not reader.try_connect():
+                return False
+        else:
+            try:
+                reader.connect(self._closing, timeout=left)
+            except DetectorConnectionError as e:
+                log.info("asi_tpx3: %s", e)
+                return False
+        self._msgs.reset()
         return True
 
-    def _drop_socket(self) -> None:
-        if self._sock is not None:
-            try:
-                self._sock.close()
-            except OSError:
-                pass
-        self._sock = None
-        self._reader = None
-        self._acq = None
-
-    def _connected_reader(self, deadline: float | None) -> Tpx3Reader | None:
-        """The reader, connecting with back-off until ``deadline`` (None: forever)."""
-        pause = 0.05
-        while self._reader is None:
-            if self._closing.is_set():
-                return None
-            if self._try_connect():
-                break
-            wait = pause if deadline is None else min(pause, deadline - time.monotonic())
-            if wait <= 0 or self._closing.wait(wait):
-                return None
-            pause = min(pause * 2, self.reconnect_interval)
-        return self._reader
-
-    # --- passive mode ------------------------------------------------------------
-    def _release_previous(self, deadline: float | None) -> None:
-        """Make sure no receiver thread uses the reader any more."""
-        rec, pending = self._receiver, self._pending
-        if rec is None:
-            return
-        if not rec.done.is_set() and pending is not None and not pending.taken:
+    # --- passive mode ------------------------------------------------------------------
+    def _release_previous(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None and not pending.taken and self.active_stream is not None:
             log.warning("asi_tpx3: the previous pending acquisition was never started; "
                         "cancelling it to wait for the next one")
             pending.cancel()
-        wait = None if deadline is None else max(0.0, deadline - time.monotonic())
-        if not rec.done.wait(wait):
-            raise AcquisitionStateError(
-                "the previous ASI TPX3 acquisition is still being received; let its UDF run "
-                "finish (or close its result iterator) before waiting for the next one")
-        self._receiver = None
-        self._pending = None
-        if rec.reconnect or (self._reader is not None and self._reader.broken):
-            log.info("asi_tpx3: dropping the connection to %s after a failed acquisition; "
-                     "reconnecting", self.source)
-            self._drop_socket()
 
-    def _next_scan(self, reader: Tpx3Reader, deadline: float | None) -> bool:
-        """Read until a ScanStart (True) or the deadline (False).
-
-        Skips what is left of a scan that was stopped or cancelled on our
-        side, so that the connection stays in step with the server.
-        """
+    def _next_scan(self, deadline: Optional[float]) -> bool:
+        """Read until a ScanStart (True) or the deadline (False), skipping
+        what is left of a scan that failed or was stopped on our side."""
+        msgs = self._msgs
         skipped = 0
-        reader.should_stop = self._closing.is_set
-        if reader.pending_payload:
-            reader.skip_payload()
-            skipped += 1
+        wait = FOREVER if deadline is None else deadline
         try:
             while True:
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
+                if deadline is not None and time.monotonic() >= deadline:
                     return False
                 try:
-                    hdr = reader.read_header(timeout=left)
-                except Tpx3IdleTimeout:
+                    hdr = msgs.header(self._closing, wait, resync=True)
+                except IdleTimeout:
                     return False
-                if isinstance(hdr, AcquisitionStart):
-                    self._acq = hdr
-                elif isinstance(hdr, ScanStart):
-                    if self._acq is None:
-                        raise Tpx3ProtocolError("ScanStart without AcquisitionStart")
+                if type(hdr) is ScanStart:
                     return True
-                elif isinstance(hdr, ArrayChunk):
-                    reader.skip_payload()
+                if type(hdr) is ArrayChunk:
+                    msgs.skip_payload()
                     skipped += 1
-                elif isinstance(hdr, AcquisitionEnd):
-                    self._acq = None
-                elif isinstance(hdr, ScanEnd):
-                    pass
         finally:
             if skipped:
                 log.info("asi_tpx3: skipped %d chunks of an abandoned scan", skipped)
@@ -253,97 +222,54 @@ class Tpx3Connection:
 
         ``timeout=None`` waits until a scan starts or the connection is closed.
         """
-        self._check_open()
+        self._release_previous()
+        self.check_idle()
         deadline = None if timeout is None else time.monotonic() + float(timeout)
-        self._release_previous(deadline)
-        self._rings.prepare(self.ring)
         while True:
-            reader = self._connected_reader(deadline)
-            if reader is None:
+            if self._closing.is_set() or not self._ensure_connected(deadline):
                 return None
             try:
-                if not self._next_scan(reader, deadline):
+                if not self._next_scan(deadline):
                     return None
-            except Tpx3Stopped:
+            except Stopped:
                 return None
-            except Tpx3Closed:
+            except PeerClosed:
                 log.info("asi_tpx3: %s closed the connection while idle; reconnecting",
                          self.source)
-                self._drop_socket()
                 continue
-            except (Tpx3ProtocolError, Tpx3StreamError) as e:
+            except (Truncated, Stalled, Tpx3ProtocolError) as e:
                 log.warning("asi_tpx3: %s between acquisitions: %s; reconnecting",
                             self.source, e)
-                self._drop_socket()
+                self._reader.mark_broken(str(e))
                 continue
-            return self._announce(reader)
+            if self._closing.is_set():  # closed from another thread meanwhile
+                return None
+            return self._announce()
 
     def _frame_format(self, acq: AcquisitionStart) -> FrameFormat:
         decoder = Tpx3Decoder(acq.sig_shape, acq.indptr_dtype, acq.indices_dtype,
                               csr_dtype=self.csr_dtype)
         meta = describe(acq)
-        if self._reader is not None and self._reader.scan_metadata:
-            meta["scan_metadata"] = bytes(self._reader.scan_metadata)
+        if self._msgs.scan_metadata:
+            meta["scan_metadata"] = bytes(self._msgs.scan_metadata)
         return FrameFormat(sig_shape=tuple(acq.sig_shape), dtype=FRAME_DTYPE, decoder=decoder,
                            sparse=True, metadata=meta)
 
-    def _new_stream(self, expected: int) -> FrameStream:
-        # the consumer's own timeout is a fallback; the receiver's message is more precise
-        stream = FrameStream(expected, ring=self.ring, timeout=self.timeout * 1.5 + 1.0,
-                             source=self.source, pool=self._rings)
-        with self._lock:
-            self._streams = [s for s in self._streams if not s.closed] + [stream]
-        return stream
-
-    def _announce(self, reader: Tpx3Reader) -> Tpx3PendingAcquisition:
-        acq = self._acq
+    def _announce(self) -> Tpx3PendingAcquisition:
+        acq = self._msgs.acquisition
         assert acq is not None
         fmt = self._frame_format(acq)
-        stream = self._new_stream(acq.nframes)
-        receiver = ScanReceiver(reader, acq, stream, source=self.source, timeout=self.timeout)
-        pending = Tpx3PendingAcquisition(self, acq, stream, receiver, fmt)
-        self._receiver, self._pending = receiver, pending
-        receiver.start()
+        framing = Tpx3Framing(self._msgs, acq, self.ring, source=self.source)
+        stream = self.start_stream(acq.nframes, framing, name=RECEIVER_THREAD)
+        pending = self._pending = Tpx3PendingAcquisition(acq, stream, fmt)
         return pending
 
     def get_active_controller(self, **params: Any) -> Any:
-        raise active_mode_error(params)
-
-    # --- lifecycle -------------------------------------------------------------
-    def _check_open(self) -> None:
-        if self._closed:
-            raise AcquisitionStateError(
-                "this ASI TPX3 connection is closed; open a new one or use `with conn:`")
-
-    def open(self) -> "Tpx3Connection":
-        if self._closed:
-            self._closed = False
-            self._rings = RingPool()
-            self._closing.clear()
-            self._try_connect()
-        return self
-
-    def close(self) -> None:
-        """Stop any receiver, free its ring and close the socket. Idempotent."""
-        self._closing.set()
-        with self._lock:
-            streams, self._streams = self._streams, []
-        for s in streams:
-            s.close()
-        self._rings.close()
-        self._receiver = None
-        self._pending = None
-        self._drop_socket()
-        self._closed = True
-
-    def __enter__(self) -> "Tpx3Connection":
-        return self.open()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
+        raise passive_only_error(params)
 
     def __repr__(self) -> str:
-        state = "closed" if self._closed else ("connected" if self._sock else "connecting")
+        state = ("closed" if self.closed else
+                 "connected" if self._reader.connected else "connecting")
         return f"<Tpx3Connection {self.data_host}:{self.data_port} {state}>"
 
 

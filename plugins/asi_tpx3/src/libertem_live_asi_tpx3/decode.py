@@ -28,15 +28,13 @@ import numba
 import numpy as np
 import scipy.sparse
 
+from libertem_live.driver import DecodeError
+
 from .headers import HEADER_SIZE, ArrayChunk, dtype_code, numpy_dtype, parse_header
 
 __all__ = ["Tpx3Decoder", "DecodeError", "ChunkArrays", "chunk_arrays"]
 
 DTypeLike = Union[np.dtype, type, str, int]
-
-
-class DecodeError(ValueError):
-    """A stored chunk record is corrupt; the message names the chunk and frame."""
 
 
 # error codes returned by the kernels in err[0]; err[1] = frame index in the

@@ -1,38 +1,28 @@
-"""Exception types shared by the TPX3 wire layer.
+"""Errors of the ASI TPX3 driver, as subclasses of the core's classes.
 
-Kept in their own module so that the reader, the decoder (which runs in
-worker processes) and the receiver can catch the same classes without
-importing each other. The split follows what the caller has to do next:
+Socket trouble (the server went away, a message stalled) is not an error
+class of this driver: the reader raises the core's receive signals and the
+core's receive loop turns them into :class:`DetectorConnectionError` or
+:class:`StalledError` with the acquisition's ledger.  What is left here is
+what only this wire format knows:
 
-* :class:`Tpx3ProtocolError` - the bytes are not a valid stream (unknown tag,
-  wrong order, impossible sizes). The position in the stream cannot be
-  trusted any more: drop the connection and reconnect.
-* :class:`Tpx3StreamError` - the transport broke in the middle of a message
-  (EOF or a stall mid-payload). Same remedy: reconnect.
-* :class:`Tpx3Closed` - the peer closed the connection cleanly *between*
-  messages. Not corrupt; reconnect if more data is expected.
-* :class:`Tpx3IdleTimeout` - nothing arrived at a message boundary within the
-  requested time. Nothing was consumed; the caller may simply call again.
-* :class:`Tpx3Stopped` - the caller's stop flag was raised while waiting.
+* :class:`Tpx3ProtocolError` - bytes that are not a valid TPX3 stream
+  (unknown tag, impossible sizes, messages in an order the protocol does not
+  allow).  It is a :class:`DecodeError`; the message says what, where
+  (stream byte offset, chunk number) and what to do.
+* :class:`Tpx3FormatError` - a valid encoding this driver cannot read (the
+  bit-packed U1/U4 dtypes): a :class:`FrameFormatError`.
+* :class:`Tpx3PassiveOnlyError` - active mode was asked for; the ASI
+  software arms the detector.
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
-__all__ = [
-    "Tpx3Error",
-    "Tpx3ProtocolError",
-    "Tpx3StreamError",
-    "Tpx3Closed",
-    "Tpx3IdleTimeout",
-    "Tpx3Stopped",
-    "Tpx3OrderError",
-    "Tpx3Stall",
-]
+from libertem_live.driver import DecodeError, FrameFormatError, PassiveOnlyError
 
-
-class Tpx3Error(Exception):
-    """Base class for every error raised by this package's wire layer."""
+__all__ = ["Tpx3ProtocolError", "Tpx3FormatError", "Tpx3PassiveOnlyError",
+           "passive_only_error"]
 
 
 def _where(offset: Optional[int], chunk: Optional[int]) -> str:
@@ -44,72 +34,56 @@ def _where(offset: Optional[int], chunk: Optional[int]) -> str:
     return ", ".join(parts)
 
 
-class Tpx3ProtocolError(Tpx3Error, ValueError):
+class Tpx3ProtocolError(DecodeError, ValueError):
     """The stream content violates the ASI TPX3 protocol.
 
-    The message says what was wrong, where (``offset``: byte offset of the
-    offending header counted from the start of the connection; ``chunk``:
-    number of the ArrayChunk within the current acquisition, counted from 0)
-    and what to do (``hint``). All three are also available as attributes so
-    that a receiver can log them in a structured way.
+    ``offset``: byte offset of the offending header from the start of the
+    connection; ``chunk``: number of the ArrayChunk within the current
+    acquisition, from 0; ``hint``: what to do.  All three are attributes too,
+    for structured logging.  A ValueError as well, because the pure parsing
+    functions raise it for bad arguments.
     """
 
-    def __init__(
-        self,
-        what: str,
-        *,
-        offset: Optional[int] = None,
-        chunk: Optional[int] = None,
-        hint: str = "the stream position is lost: close the connection and reconnect",
-    ) -> None:
+    def __init__(self, what: str, *, offset: Optional[int] = None,
+                 chunk: Optional[int] = None,
+                 hint: str = "the stream position is lost: close the connection and reconnect",
+                 ) -> None:
         self.what = what
         self.offset = offset
         self.chunk = chunk
         self.hint = hint
-        where = _where(offset, chunk)
         msg = what
+        where = _where(offset, chunk)
         if where:
             msg += f" (at {where})"
         if hint:
             msg += f"; {hint}"
         super().__init__(msg)
 
-    def __reduce__(self):  # keep picklable across process boundaries
-        return (_rebuild_protocol_error,
-                (type(self), self.what, self.offset, self.chunk, self.hint))
+    def __reduce__(self) -> Any:  # picklable across process boundaries (decoder workers)
+        return (_rebuild, (type(self), self.what, self.offset, self.chunk, self.hint))
 
 
-def _rebuild_protocol_error(cls, what, offset, chunk, hint) -> "Tpx3ProtocolError":
+def _rebuild(cls: type, what: str, offset: Optional[int], chunk: Optional[int],
+             hint: str) -> Tpx3ProtocolError:
     return cls(what, offset=offset, chunk=chunk, hint=hint)
 
 
-class Tpx3OrderError(Tpx3ProtocolError):
-    """Valid headers in an order protocols.md 3.4 does not allow.
-
-    Separate from malformed bytes because the receiver reports it as a frame
-    order problem (the scan's frames cannot be placed), not as corrupt data.
-    """
+class Tpx3FormatError(Tpx3ProtocolError, FrameFormatError):
+    """A dtype code the protocol defines but no byte-addressable reader can
+    use (bit-packed U1/U4): the frames have a pixel type this driver cannot
+    decode."""
 
 
-class Tpx3StreamError(Tpx3Error, ConnectionError):
-    """The connection broke or stalled in the middle of a message.
-
-    Since the remaining length of the message is unknown to the peer's next
-    bytes, the stream cannot be resynchronised: reconnect.
-    """
+class Tpx3PassiveOnlyError(PassiveOnlyError):
+    """Raised for active-mode calls on an ASI TPX3 connection."""
 
 
-class Tpx3Stall(Tpx3StreamError, TimeoutError):
-    """The peer stopped sending in the middle of a message for too long."""
-
-
-class Tpx3Closed(Tpx3Error, EOFError):
-    """The peer closed the connection cleanly at a message boundary."""
-
-
-class Tpx3IdleTimeout(Tpx3Error, TimeoutError):
-    """No byte of the next message arrived in time; nothing was consumed."""
-
-
-class Tpx3Stopped(Tpx3Error, InterruptedError):
-    """The caller's stop condition became true while waiting for data."""
+def passive_only_error(params: dict[str, Any]) -> Tpx3PassiveOnlyError:
+    """The error for ``conn.get_active_controller(**params)``."""
+    extra = f" (got parameters {sorted(params)})" if params else ""
+    return Tpx3PassiveOnlyError(
+        "ASI TPX3 supports passive mode only: the detector is armed and triggered from the "
+        f"ASI software, LiberTEM cannot control it{extra}. Use "
+        "`pending = conn.wait_for_acquisition(timeout)` and "
+        "`ctx.make_acquisition(conn=conn, pending_aq=pending)` instead")

@@ -1,8 +1,8 @@
 """The five fixed-size (32 byte) headers of the ASI TPX3 sparse CSR stream.
 
 Every message on the wire starts with one of these headers; the first byte is
-a tag that says which one. Layouts (bincode, little-endian, reserved bytes
-zero) follow ``protocols.md`` section 3.2. Parsing is strict about what we
+a tag that says which one. Layouts are bincode: little-endian, fixed-width
+fields, reserved bytes zero. Parsing is strict about what we
 need to stay in sync with the stream (tag, dtype codes, sizes) and lenient
 about what does not matter (``version`` and reserved bytes are not checked,
 as upstream servers write different versions).
@@ -16,7 +16,7 @@ from typing import ClassVar, Optional, Tuple, Union
 
 import numpy as np
 
-from .errors import Tpx3ProtocolError
+from .errors import Tpx3FormatError, Tpx3ProtocolError
 
 __all__ = [
     "HEADER_SIZE",
@@ -35,6 +35,7 @@ __all__ = [
     "Header",
     "parse_header",
     "Tpx3ProtocolError",
+    "Tpx3FormatError",
 ]
 
 HEADER_SIZE = 32
@@ -109,7 +110,7 @@ def numpy_dtype(
             offset=offset, chunk=chunk,
         ) from None
     if dt not in _NP_OF_CODE:
-        raise Tpx3ProtocolError(
+        raise Tpx3FormatError(
             f"{field} {dt.name} (bit-packed) is not supported; only U8/U16/U32/U64 carry data",
             offset=offset, chunk=chunk,
             hint="configure the sender for byte-sized dtypes and reconnect",

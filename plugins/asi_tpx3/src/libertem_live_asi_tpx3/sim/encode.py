@@ -1,8 +1,8 @@
 """Serialise CSR chunks into ArrayChunk messages (header + payload).
 
-The inverse of :mod:`.decode`, used by the simulator and by tests. It lives
-apart from the simulator so that capture writers and tests can build exact
-wire bytes without running a server.
+The inverse of the driver's decoder, used by the simulator and by tests. It
+lives apart from the server so that capture writers and tests can build
+exact wire bytes without running one.
 """
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Optional
 
 import numpy as np
 
-from .headers import HEADER_SIZE, ArrayChunk, DType, dtype_code, numpy_dtype
+from ..headers import HEADER_SIZE, ArrayChunk, DType, dtype_code, numpy_dtype
 
 __all__ = ["encode_chunk", "chunk_layout"]
 
