@@ -13,8 +13,8 @@ import time
 import numpy as np
 
 from libertem_live_dectris.decode import DectrisDecoder
-from libertem_live_dectris.encode import encode
-from libertem_live_dectris.synth import make_frames
+from libertem_live_dectris.sim.encode import encode
+from libertem_live_dectris.sim.source import make_frames
 
 try:
     import bitshuffle

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import zmq
 
-from libertem_live_dectris import messages as M
+from libertem_live_dectris import wire as M
 from libertem_live_dectris.decode import DectrisDecoder
 
 

@@ -12,12 +12,13 @@ import numpy as np
 import pytest
 
 from libertem_live_dectris.decode import (
-    DecodeError, DectrisDecoder, available_backends, decode_bslz4, decode_lz4, decode_raw,
+    DectrisDecoder, available_backends, decode_bslz4, decode_lz4, decode_raw,
     parse_encoding,
 )
-from libertem_live_dectris.encode import encode_bslz4, encode_lz4, encode_raw
+from libertem_live_dectris.errors import PayloadError
+from libertem_live_dectris.sim.encode import encode_bslz4, encode_lz4, encode_raw
 from libertem_live_dectris.kernels import KIND_BSLZ4, KIND_LZ4, default_block_elements
-from libertem_live_dectris.synth import make_frames
+from libertem_live_dectris.sim.source import make_frames
 
 BSLZ4_BACKENDS = available_backends(KIND_BSLZ4)
 LZ4_BACKENDS = available_backends(KIND_LZ4)
@@ -182,7 +183,7 @@ def test_decoder_pickles_and_rejects_bad_shapes():
     ("lz4<", "float32", "pixel type"),
 ])
 def test_bad_encodings(encoding, dtype, match):
-    with pytest.raises(DecodeError, match=match):
+    with pytest.raises(PayloadError, match=match):
         parse_encoding(encoding, dtype)
 
 
@@ -191,7 +192,7 @@ def _decode_err(blob: bytes, backend: str, encoding="bs16-lz4<", shape=(96, 96),
     blobs = [good] * index + [blob]
     data, offsets, sizes = _batch(blobs)
     out = np.zeros((len(blobs), *shape), np.float32)
-    with pytest.raises(DecodeError) as ei:
+    with pytest.raises(PayloadError) as ei:
         DectrisDecoder(encoding, "uint16", shape, backend).decode(data, offsets, sizes, sizes, out)
     msg = str(ei.value)
     assert f"frame {index} of the batch" in msg
@@ -237,7 +238,7 @@ def test_corrupt_lz4_errors(backend):
 
 def test_raw_size_mismatch():
     data, offsets, sizes = _batch([b"\0" * 100])
-    with pytest.raises(DecodeError, match="expected 18432 bytes of raw pixels, got 100"):
+    with pytest.raises(PayloadError, match="expected 18432 bytes of raw pixels, got 100"):
         DectrisDecoder("<", "uint16", (96, 96)).decode(data, offsets, sizes, sizes, np.zeros((1, 96, 96), np.float32))
 
 
@@ -246,13 +247,13 @@ def test_offsets_outside_buffer(backend):
     data = np.zeros(100, np.uint8)
     dec = DectrisDecoder("bs16-lz4<", "uint16", (8, 8), backend)
     for off, size in ((90, 20), (-1, 5), (0, -3)):
-        with pytest.raises(DecodeError, match="outside the data buffer"):
+        with pytest.raises(PayloadError, match="outside the data buffer"):
             dec.decode(data, np.array([off]), np.array([size]), np.array([0]), np.zeros((1, 8, 8), np.float32))
 
 
 @pytest.mark.parametrize("backend", sorted(set(BSLZ4_BACKENDS) | set(LZ4_BACKENDS)))
 def test_fuzz_never_crashes(backend):
-    """Random byte flips and truncations: a DecodeError or a clean decode, never a crash."""
+    """Random byte flips and truncations: a PayloadError or a clean decode, never a crash."""
     rng = np.random.default_rng(42)
     a = make_frames(1, (32, 40), np.uint16)[0]
     base = {"bs16-lz4<": encode_bslz4(a), "lz4<": encode_lz4(a)}
@@ -270,12 +271,13 @@ def test_fuzz_never_crashes(backend):
             arr = np.frombuffer(bytes(b), np.uint8)
             try:
                 dec.decode(arr, np.array([0]), np.array([arr.size]), np.array([0]), out)
-            except DecodeError:
+            except PayloadError:
                 pass
 
 
 def test_bits_shuffle_layout_matches_protocol_recipe():
-    """Our shuffled block equals the numpy recipe of protocols.md 1.5."""
+    """Our shuffled block equals the plain numpy recipe of bit shuffling: per block of
+    8 * n elements, bit plane b of element i lands in byte row b, bit i."""
     from libertem_live_dectris.kernels import bitshuffle_frame
 
     a = _pixels((64,), "uint16")

@@ -1,6 +1,6 @@
 """Bad input from a DECTRIS detector: every fault is a clear, bounded error.
 
-Each test makes ``DectrisSim`` misbehave (see ``faults.py``), runs SumUDF
+Each test makes ``DectrisSim`` misbehave (see ``sim/faults.py``), runs SumUDF
 through a real ``LiveContext`` over real sockets and checks that
 
 * the error says what happened, where (the data address or REST URL, the
@@ -27,11 +27,11 @@ import pytest  # noqa: E402
 from libertem.udf.sum import SumUDF  # noqa: E402
 
 from libertem_live.api import Hooks, LiveContext  # noqa: E402
-from libertem_live.errors import (  # noqa: E402
-    AcquisitionError, AcquisitionTimeoutError, DecodeError, FrameOrderError,
-    StreamTruncatedError,
+from libertem_live.driver import (  # noqa: E402
+    AcquisitionError, AcquisitionTimeoutError, DecodeError, DuplicateFrameError,
+    FrameFormatError, FrameGapError, StreamTruncatedError,
 )
-from libertem_live_dectris.rest import DetectorAPIError  # noqa: E402
+from libertem_live_dectris.client import DetectorAPIError  # noqa: E402
 from libertem_live_dectris.sim import DectrisSim  # noqa: E402
 
 NAV = (8, 8)
@@ -44,12 +44,12 @@ TIMEOUT = 3.0  # the connection's timeout: no frame for this long is an error
 def make_sim(no_leaks: None) -> Iterator[Callable[..., DectrisSim]]:
     sims: list[DectrisSim] = []
 
-    def make(faults: Any = None, **kw: Any) -> DectrisSim:
+    def make(fault: Any = None, **kw: Any) -> DectrisSim:
         kw.setdefault("frames", N)
         kw.setdefault("shape", SIG)
         kw.setdefault("pool_size", 8)
         kw.setdefault("send_timeout", 5.0)
-        sim = DectrisSim(faults=faults, **kw)
+        sim = DectrisSim(fault=fault, **kw)
         sims.append(sim)
         sim.start()
         sim.wait_for_listen()
@@ -88,15 +88,19 @@ def fails(ctx: LiveContext, aq: Any, exc_type: type[BaseException]) -> Any:
 
 
 def ledger(err: AcquisitionError) -> dict[str, Any]:
+    """The error's ledger, which must balance: every expected frame is
+    received or booked as missing."""
     assert err.ledger is not None
-    return err.ledger.as_dict()
+    led = err.ledger.as_dict()
+    assert led["received"] + led["missing"] == led["expected"], led
+    return led
 
 
 def next_acquisition_works(ctx: LiveContext, conn: Any, sim: DectrisSim) -> None:
     """After a failure, the detector is idle and the same connection delivers
     the next series completely and exactly."""
     assert state(conn) == "idle", "the failed acquisition must leave the detector disarmed"
-    sim.clear_faults()
+    sim.dwelltime = None  # a slow scan ends with the failed acquisition
     aq = active(ctx, conn)
     res = ctx.run_udf(dataset=aq, udf=SumUDF())
     assert np.array_equal(res["intensity"].data.astype(np.float64), sim.expected_sum(N))
@@ -113,75 +117,60 @@ def where(sim: DectrisSim) -> str:
 
 
 def test_series_ends_early(ctx, make_sim, receive_loop) -> None:
-    sim = make_sim(faults=[("end_early", 40)])
+    sim = make_sim(fault="ends_short@40")
     with connect(ctx, sim) as conn:
         err = fails(ctx, active(ctx, conn), StreamTruncatedError)
         msg = str(err)
-        assert "ended after 40 of 64 images" in msg  # what
+        assert "ended the series after 40 frames, but 64 were expected" in msg  # what
         assert where(sim) in msg  # where
-        assert "configured for fewer images" in msg  # what to do / why
+        assert "check the detector's frame count" in msg  # what to do
         led = ledger(err)
         assert (led["expected"], led["received"], led["missing"], led["first_missing"]) == \
             (N, 40, N - 40, 40)
         next_acquisition_works(ctx, conn, sim)
 
 
-def test_corrupt_block(ctx, make_sim) -> None:
+def test_truncated_payload(ctx, make_sim) -> None:
     """Decoding happens in the workers; the error names the frame and the cause."""
-    sim = make_sim(faults=[("corrupt", 37)])
+    sim = make_sim(fault="truncated_payload@37")
     with connect(ctx, sim) as conn:
         with pytest.raises(DecodeError) as info:
             ctx.run_udf(dataset=active(ctx, conn), udf=SumUDF())
         msg = str(info.value)
-        assert "bs16-lz4< uint16 (24, 40)" in msg and "corrupt LZ4 block" in msg
+        assert "bs16-lz4< uint16 (24, 40)" in msg and "LZ4 block" in msg
         assert "the transfer corrupted it" in msg  # what to suspect
         assert "could not decode frame 37:" in msg
         next_acquisition_works(ctx, conn, sim)
 
 
-def test_corrupt_block_error_has_ledger_and_frame(ctx, make_sim) -> None:
-    sim = make_sim(faults=[("corrupt", 37)])
+def test_corrupt_payload_error_has_ledger_and_frame(ctx, make_sim) -> None:
+    sim = make_sim(fault="corrupt_payload@37")
     with connect(ctx, sim) as conn:
         err = fails(ctx, active(ctx, conn), DecodeError)
-        assert "frame 37" in str(err)
+        assert "frame 37" in str(err) and "size mismatch" in str(err)
         led = ledger(err)
         assert led["received"] == N and led["missing"] == 0 and led["decoded"] < N
-
-
-@pytest.mark.parametrize("kind, announced", [
-    ("wrong_shape", "(32, 48) uint16"),
-    ("wrong_dtype", "(24, 40) uint32"),
-])
-def test_frame_of_wrong_shape_or_dtype(ctx, make_sim, receive_loop, kind, announced) -> None:
-    sim = make_sim(faults=[(kind, 5)])
-    with connect(ctx, sim) as conn:
-        err = fails(ctx, active(ctx, conn), FrameOrderError)
-        msg = str(err)
-        assert "frame 5 of series" in msg and where(sim) in msg
-        assert announced in msg and "(24, 40) uint16" in msg
-        led = ledger(err)
-        assert (led["received"], led["missing"], led["first_missing"]) == (5, N - 5, 5)
         next_acquisition_works(ctx, conn, sim)
 
 
-def test_images_of_another_series(ctx, make_sim, receive_loop) -> None:
-    sim = make_sim(faults=[("wrong_series", 3)])
+def test_frame_of_wrong_format(ctx, make_sim, receive_loop) -> None:
+    sim = make_sim(fault="wrong_format@5")
     with connect(ctx, sim) as conn:
-        err = fails(ctx, active(ctx, conn), FrameOrderError)
+        err = fails(ctx, active(ctx, conn), FrameFormatError)
         msg = str(err)
-        assert "(frame 3) while receiving series" in msg and where(sim) in msg
-        assert "another acquisition is sending" in msg
+        assert "frame 5 of series" in msg and where(sim) in msg
+        assert "(32, 48) uint16" in msg and "(24, 40) uint16" in msg
         led = ledger(err)
-        assert (led["received"], led["missing"], led["first_missing"]) == (3, N - 3, 3)
+        assert led["received"] <= 5 and led["first_missing"] <= 5
         next_acquisition_works(ctx, conn, sim)
 
 
 def test_frame_id_gap(ctx, make_sim, receive_loop) -> None:
-    sim = make_sim(faults=[("drop", 10, 2)])
+    sim = make_sim(fault="frame_gap@10")
     with connect(ctx, sim) as conn:
-        err = fails(ctx, active(ctx, conn), FrameOrderError)
+        err = fails(ctx, active(ctx, conn), FrameGapError)
         msg = str(err)
-        assert "expected frame 10, got 12 (2 images missing)" in msg and where(sim) in msg
+        assert "expected frame 10, got 11 (1 image missing)" in msg and where(sim) in msg
         assert "lower the frame rate or check the link" in msg
         led = ledger(err)
         assert (led["received"], led["missing"], led["first_missing"]) == (10, N - 10, 10)
@@ -189,26 +178,26 @@ def test_frame_id_gap(ctx, make_sim, receive_loop) -> None:
 
 
 def test_duplicate_frame(ctx, make_sim, receive_loop) -> None:
-    sim = make_sim(faults=[("duplicate", 20)])
+    sim = make_sim(fault="duplicate_frame@20")
     with connect(ctx, sim) as conn:
-        err = fails(ctx, active(ctx, conn), FrameOrderError)
+        err = fails(ctx, active(ctx, conn), DuplicateFrameError)
         msg = str(err)
         assert "frame 20 of series" in msg and "arrived again" in msg and where(sim) in msg
         led = ledger(err)
-        assert (led["received"], led["missing"], led["first_missing"]) == (21, N - 21, 21)
+        assert led["received"] <= 21 and led["first_missing"] <= 21
         next_acquisition_works(ctx, conn, sim)
 
 
-def test_no_frames_within_timeout(ctx, make_sim) -> None:
-    sim = make_sim(faults=[("stall", 30)])
+def test_no_frames_within_timeout(ctx, make_sim, receive_loop) -> None:
+    sim = make_sim(dwelltime=60e6)  # a scan of one image per minute
     with connect(ctx, sim, timeout=1.0) as conn:
         err = fails(ctx, active(ctx, conn), AcquisitionTimeoutError)
         msg = str(err)
-        assert "within 1 s" in msg and "waiting for frame 30" in msg
+        assert "no frame after frame 0" in msg and "for 1 s" in msg
         assert where(sim) in msg
-        assert "Raise the connection's timeout" in msg
+        assert "open the connection with a larger timeout" in msg
         led = ledger(err)
-        assert (led["received"], led["missing"], led["first_missing"]) == (30, N - 30, 30)
+        assert (led["received"], led["missing"], led["first_missing"]) == (1, N - 1, 1)
         next_acquisition_works(ctx, conn, sim)
 
 
@@ -275,7 +264,7 @@ def test_rest_rejects_invalid_setting(ctx, make_sim) -> None:
 
 
 def test_rest_error_on_command(ctx, make_sim) -> None:
-    sim = make_sim(faults=[("stall", 10)])  # the first series stays armed
+    sim = make_sim(dwelltime=60e6)  # the first series stays armed
     with connect(ctx, sim) as conn:
         api = conn.get_api_client()
         with pytest.raises(DetectorAPIError) as info:
@@ -304,7 +293,7 @@ class InterruptWhenArmed(Hooks):
 
 
 def test_keyboard_interrupt_in_hook(ctx, make_sim) -> None:
-    sim = make_sim(faults=[("stall", 0)])  # an armed detector waiting for the scan
+    sim = make_sim(dwelltime=60e6)  # an armed detector waiting for the scan
     with connect(ctx, sim) as conn:
         hooks = InterruptWhenArmed(conn)
         aq = active(ctx, conn, hooks=hooks)

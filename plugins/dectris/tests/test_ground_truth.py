@@ -21,7 +21,7 @@ import pytest  # noqa: E402
 from libertem.udf.sum import SumUDF  # noqa: E402
 
 from libertem_live.api import Hooks, LiveContext  # noqa: E402
-from libertem_live_dectris.rest import SimplonClient  # noqa: E402
+from libertem_live_dectris.client import SimplonClient  # noqa: E402
 from libertem_live_dectris.sim import DectrisSim  # noqa: E402
 
 TIMEOUT = 10.0
@@ -132,7 +132,7 @@ def test_96x96_passive(ctx, make_sim) -> None:
 def test_slots_smaller_than_a_stack(ctx, make_sim, receive_loop) -> None:
     """Ring slots that hold only a few frames: the receiver moves to the next
     slot by bytes (not by frame count) hundreds of times, in both loops."""
-    from libertem_live.transport.stream import RingConfig
+    from libertem_live.driver import RingConfig
     nav = (16, 32)
     n = math.prod(nav)
     sim = make_sim(frames=n, shape=(96, 96), dtype="uint16", compression="bslz4")

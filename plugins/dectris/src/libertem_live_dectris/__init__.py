@@ -1,41 +1,35 @@
 """DECTRIS SIMPLON detectors (ARINA, QUADRO, EIGER2) for libertem-live.
 
-Registers the ``dectris`` driver through the ``libertem_live.detectors``
-entry point; ``libertem_live.detectors.dectris`` imports resolve here.
+The driver registers through the ``libertem_live.detectors`` entry point
+(:mod:`.plugin`); ``libertem_live.detectors.dectris`` imports resolve to this
+package.  Public names load on first use, so that listing drivers does not
+import ZeroMQ or numba.
 """
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
-from libertem_live.acquisition import LiveAcquisition
-from libertem_live.plugin import PLUGIN_API_VERSION, DetectorInfo, hookimpl
+_LAZY = {
+    "DectrisConnection": "libertem_live_dectris.connection",
+    "DectrisPending": "libertem_live_dectris.connection",
+    "DectrisActiveController": "libertem_live_dectris.controller",
+    "SimplonClient": "libertem_live_dectris.client",
+    "DetectorAPIError": "libertem_live_dectris.errors",
+    "DectrisDecoder": "libertem_live_dectris.decode",
+    "DectrisSim": "libertem_live_dectris.sim",
+}
 
-#: upstream scripts import this name; every live acquisition is a LiveAcquisition
-DectrisAcquisition = LiveAcquisition
-
-
-def _open(**params: Any) -> Any:
-    from libertem_live_dectris.connection import open_connection
-    return open_connection(**params)
-
-
-@hookimpl
-def libertem_live_detectors() -> list[DetectorInfo]:
-    return [DetectorInfo(
-        name="dectris", open=_open, plugin_api=PLUGIN_API_VERSION,
-        description="DECTRIS SIMPLON detectors (ARINA, QUADRO, EIGER2): REST + ZeroMQ stream",
-        compat_module="libertem_live_dectris",
-        parameters={"api_host": "DCU host", "api_port": "REST port (80)",
-                    "data_host": "stream host", "data_port": "ZeroMQ port (9999)",
-                    "timeout": "seconds without frames before an acquisition fails"},
-    )]
+__all__ = sorted(_LAZY)
 
 
 def __getattr__(name: str) -> Any:
-    if name == "DectrisConnection":
-        from libertem_live_dectris.connection import DectrisConnection
-        return DectrisConnection
-    if name == "DectrisSim":
-        from libertem_live_dectris.sim import DectrisSim
-        return DectrisSim
-    raise AttributeError(name)
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

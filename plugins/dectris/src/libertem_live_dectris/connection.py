@@ -2,53 +2,54 @@
 
 The ZeroMQ PULL socket is connected when the connection opens, before any
 arm, so that no image the DCU pushes is lost; the REST client is created on
-first use.  One acquisition receives on the socket at a time.
+first use.  Lifecycle, ring and "one acquisition at a time" are the core's
+:class:`~libertem_live.driver.BaseConnection`.
 """
 from __future__ import annotations
 
-import logging
-import threading
 from typing import Any
 
 import numpy as np
 import zmq
 
-from libertem_live.errors import AcquisitionStateError
-from libertem_live.pending import PendingStream
-from libertem_live.protocols import FrameFormat
-from libertem_live.transport.pool import RingPool
-from libertem_live.transport.stream import FrameStream, RingConfig
-from libertem_live.transport.thread import ReceiverThread
+from libertem_live.driver import (
+    BaseConnection, FrameFormat, FrameFormatError, FrameStream, PendingStream, RingConfig,
+    zmq_pull_socket,
+)
 
 from libertem_live_dectris import zmqloop
+from libertem_live_dectris.client import SimplonClient
 from libertem_live_dectris.controller import DectrisActiveController
 from libertem_live_dectris.decode import DectrisDecoder
-from libertem_live_dectris.receiver import ImageReceiver, SeriesStart, encoding_for, find_series
-from libertem_live_dectris.rest import SimplonClient
-
-log = logging.getLogger(__name__)
+from libertem_live_dectris.errors import PayloadError
+from libertem_live_dectris.receiver import DectrisFraming, PeerWatch, find_series
+from libertem_live_dectris.wire import MessageError, SeriesConfig, SeriesStart, encoding_for
 
 
 class DectrisPending(PendingStream):
-    """A series the detector announced (passive mode)."""
+    """A series the detector announced (passive mode); receiving already."""
 
-    def __init__(self, conn: DectrisConnection, start: SeriesStart, fmt: FrameFormat):
-        self._conn = conn
+    def __init__(self, start: SeriesStart, fmt: FrameFormat, stream: FrameStream):
         self.start = start
         self.series = start.series
         self.detector_config = dict(start.config.raw)
         self.nimages = start.config.n_images
         self.nav_shape: tuple[int, ...] | None = None
         self.format = fmt
-        self._stream: FrameStream | None = conn._start_images(start, self.nimages, fmt)
-
-
+        self._stream: FrameStream | None = stream
 
     def __repr__(self) -> str:
         return f"<DectrisPending series={self.series} nimages={self.nimages}>"
 
 
-class DectrisConnection:
+class DectrisConnection(BaseConnection):
+    """``api_host``/``api_port``: the DCU's REST interface; ``data_host`` /
+    ``data_port``: its ZeroMQ stream.  ``timeout``: seconds without an image
+    before a running acquisition fails; ``api_timeout``: seconds a REST
+    request may take.  ``buffer_size``, ``bytes_per_frame``,
+    ``frame_stack_size`` and ``huge`` are accepted for scripts written for
+    upstream LiberTEM-live and ignored (the ring is sized by ``ring``)."""
+
     detector_name = "dectris"
 
     def __init__(self, api_host: str = "127.0.0.1", api_port: int = 80,
@@ -59,44 +60,36 @@ class DectrisConnection:
                  frame_stack_size: int | None = None, huge: bool = False):
         self.api_host, self.api_port = api_host, int(api_port)
         self.data_host, self.data_port = data_host, int(data_port)
-        self.timeout = timeout
         self.api_timeout = api_timeout
-        self.ring = ring or RingConfig()
         self.rcvhwm = rcvhwm
-        self._lock = threading.Lock()
         self._api: SimplonClient | None = None
         self._ctx: zmq.Context | None = None
         self._sock: zmq.Socket | None = None
-        self._active: FrameStream | None = None
-        self._streams: list[FrameStream] = []
+        self._peer: PeerWatch | None = None
+        super().__init__(timeout=timeout, ring=ring)
         self.open()
 
     @property
+    def source(self) -> str:
+        return f"DECTRIS detector at tcp://{self.data_host}:{self.data_port}"
+
+    @property
     def where(self) -> str:
-        return f"the DECTRIS detector at tcp://{self.data_host}:{self.data_port}"
+        """The stream's address, for messages ("the DECTRIS detector at ...")."""
+        return f"the {self.source}"
 
-    # --- lifecycle ---------------------------------------------------------------
-    def open(self) -> DectrisConnection:
-        if self._sock is not None:
-            return self
+    # --- sockets ------------------------------------------------------------------------------
+    def _connect(self) -> None:
         zmqloop.warmup()
-        self._rings = RingPool()
-        self._rings.prepare(self.ring)
         self._ctx = zmq.Context()
-        sock = self._ctx.socket(zmq.PULL)
-        sock.setsockopt(zmq.RCVHWM, self.rcvhwm)
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.connect(f"tcp://{self.data_host}:{self.data_port}")
-        self._sock = sock
-        return self
+        self._sock = zmq_pull_socket(self._ctx, f"tcp://{self.data_host}:{self.data_port}",
+                                     rcvhwm=self.rcvhwm)
+        self._peer = PeerWatch(self._sock)
 
-    def close(self) -> None:
-        with self._lock:
-            streams, self._streams = self._streams, []
-        for s in streams:
-            s.close()
-        self._rings.close()
-        self._active = None
+    def _disconnect(self) -> None:
+        if self._peer is not None:
+            self._peer.close(self._sock)
+            self._peer = None
         if self._sock is not None:
             self._sock.close(linger=0)
             self._sock = None
@@ -107,17 +100,7 @@ class DectrisConnection:
             self._api.close()
             self._api = None
 
-    @property
-    def closed(self) -> bool:
-        return self._sock is None
-
-    def __enter__(self) -> DectrisConnection:
-        return self.open()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-    # --- control plane -------------------------------------------------------------
+    # --- control plane -------------------------------------------------------------------------
     def get_api_client(self) -> SimplonClient:
         """The SIMPLON REST client (``sendDetectorCommand``, ``detectorConfig``, ...)."""
         if self._api is None:
@@ -125,6 +108,8 @@ class DectrisConnection:
         return self._api
 
     def enable_stream(self) -> None:
+        """Switch the DCU's stream interface on, with the header detail the
+        receiver needs (the image count is in the configuration part)."""
         api = self.get_api_client()
         api.setStreamConfig("mode", "enabled")
         api.setStreamConfig("header_detail", "basic")
@@ -132,67 +117,50 @@ class DectrisConnection:
     def get_active_controller(self, **settings: Any) -> DectrisActiveController:
         return DectrisActiveController(**settings)
 
-    # --- data plane ---------------------------------------------------------------------
-    def _socket(self) -> zmq.Socket:
-        if self._sock is None:
-            raise AcquisitionStateError(
-                "this DECTRIS connection is closed; open a new one or use `with conn:`")
-        active = self._active
-        if active is not None and not active.closed:
-            raise AcquisitionStateError(
-                "an acquisition is still receiving on this connection; run or close it "
-                "before starting the next one")
-        return self._sock
-
-    def frame_format(self, start: SeriesStart, excluded: np.ndarray | None = None) -> FrameFormat:
-        cfg = start.config
-        encoding = encoding_for(cfg)
-        meta: dict[str, Any] = {"detector": "dectris", "series": start.series,
-                                "detector_config": dict(cfg.raw)}
+    # --- data plane ------------------------------------------------------------------------------
+    def frame_format(self, config: SeriesConfig, *, series: int | None = None,
+                     excluded: np.ndarray | None = None) -> FrameFormat:
+        """How the images of a series with ``config`` decode."""
+        meta: dict[str, Any] = {"detector": "dectris", "series": series,
+                                "detector_config": dict(config.raw)}
         if excluded is not None:
             meta["excluded_pixels"] = excluded
-        return FrameFormat(sig_shape=cfg.shape, dtype=np.dtype(cfg.dtype),
-                           decoder=DectrisDecoder(encoding, str(cfg.dtype), cfg.shape),
-                           metadata=meta)
+        try:
+            decoder = DectrisDecoder(encoding_for(config), str(config.dtype), config.shape)
+        except (MessageError, PayloadError) as e:
+            raise FrameFormatError(
+                f"series {series} from {self.where} cannot be decoded: {e}") from None
+        return FrameFormat(sig_shape=config.shape, dtype=np.dtype(config.dtype),
+                           decoder=decoder, metadata=meta)
 
-    def _start_images(self, start: SeriesStart, nimages: int, fmt: FrameFormat) -> FrameStream:
-        sock = self._socket()
-        stream = FrameStream(nimages, ring=self.ring, timeout=self.timeout,
-                             source=f"DECTRIS detector at tcp://{self.data_host}:{self.data_port}",
-                             pool=self._rings)
-        receiver = ImageReceiver(sock, start, nimages, encoding_for(start.config), self.where)
+    def find_series(self, timeout: float | None,
+                    series: int | None = None) -> SeriesStart | None:
+        """Wait for a series' global header (of ``series``, if given); None
+        after ``timeout`` s.  Messages of other series are discarded."""
+        self.check_idle()
+        assert self._sock is not None
+        return find_series(self._sock, timeout, series, self.where)
 
-        def receive(stream: FrameStream) -> None:
-            try:
-                receiver(stream)
-            except BaseException:
-                # the series is abandoned: every frame not received is missing
-                stream.ledger.finish_short()
-                raise
-
-        ReceiverThread(stream, receive, name=f"libertem-live-dectris-{start.series}").start()
-        with self._lock:
-            self._streams = [s for s in self._streams if not s.closed] + [stream]
-            self._active = stream
-        return stream
-
-    def find_series(self, timeout: float | None, series: int | None = None) -> SeriesStart | None:
-        return find_series(self._socket(), timeout, series, self.where)
+    def start_series(self, start: SeriesStart, nimages: int) -> FrameStream:
+        """Receive the ``nimages`` images of the series ``start`` announced
+        (the socket is positioned after its header)."""
+        self.check_idle()
+        assert self._sock is not None
+        framing = DectrisFraming(self._sock, start, nimages, self.where, peer=self._peer)
+        return self.start_stream(nimages, framing,
+                                 name=f"libertem-live-dectris-{start.series}")
 
     def wait_for_acquisition(self, timeout: float | None = None) -> DectrisPending | None:
         """Wait for a series armed by other software; None after ``timeout`` s."""
-        self._socket()
+        self.check_idle()
         self.enable_stream()
         start = self.find_series(timeout)
         if start is None:
             return None
-        return DectrisPending(self, start, self.frame_format(start))
+        fmt = self.frame_format(start.config, series=start.series)
+        return DectrisPending(start, fmt, self.start_series(start, start.config.n_images))
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
         return (f"<DectrisConnection {state} api=http://{self.api_host}:{self.api_port} "
                 f"data=tcp://{self.data_host}:{self.data_port}>")
-
-
-def open_connection(**params: Any) -> DectrisConnection:
-    return DectrisConnection(**params)

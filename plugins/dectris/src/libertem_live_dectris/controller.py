@@ -7,18 +7,14 @@ or not.
 """
 from __future__ import annotations
 
-import base64
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import numpy as np
+from libertem_live.driver import (
+    AcquisitionTimeoutError, FrameFormat, FrameStream, NavShapeError,
+)
 
-from libertem_live.errors import AcquisitionTimeoutError, NavShapeError
-from libertem_live.protocols import FrameFormat
-from libertem_live.transport.stream import FrameStream
-
-from libertem_live_dectris.messages import TRIGGER_MODES, SeriesConfig, images_per_series
-from libertem_live_dectris.receiver import SeriesStart
+from libertem_live_dectris.wire import TRIGGER_MODES, images_per_series
 
 if TYPE_CHECKING:
     from libertem_live_dectris.connection import DectrisConnection
@@ -27,15 +23,6 @@ log = logging.getLogger(__name__)
 
 _ORDERED_SETTINGS = ("roi_mode", "roi_y_size", "roi_bit_depth", "count_time", "frame_time",
                      "compression", "mask_to_zero")
-
-
-def read_darray(value: dict[str, Any]) -> np.ndarray:
-    """Decode a SIMPLON "darray" (base64 data, numpy type, shape width-first)."""
-    if "base64" not in value.get("filters", ["base64"]):
-        raise ValueError(f"unsupported darray filters {value.get('filters')!r}")
-    raw = base64.b64decode(value["data"])
-    shape = value["shape"]
-    return np.frombuffer(raw, dtype=value["type"]).reshape((shape[1], shape[0]))
 
 
 class DectrisActiveController:
@@ -76,29 +63,11 @@ class DectrisActiveController:
                 api.setDetectorConfig(name, self.settings[name])
         conn.enable_stream()
 
-    def _config_now(self, conn: DectrisConnection) -> SeriesConfig:
-        api = conn.get_api_client()
-
-        def value(name: str) -> Any:
-            return api.detectorConfig(name)["value"]
-        raw = {k: value(k) for k in ("trigger_mode", "nimages", "ntrigger",
-                                     "x_pixels_in_detector", "y_pixels_in_detector",
-                                     "bit_depth_image", "compression")}
-        return SeriesConfig(trigger_mode=raw["trigger_mode"], nimages=int(raw["nimages"]),
-                            ntrigger=int(raw["ntrigger"]),
-                            width=int(raw["x_pixels_in_detector"]),
-                            height=int(raw["y_pixels_in_detector"]),
-                            bit_depth=int(raw["bit_depth_image"]),
-                            compression=raw["compression"], raw=raw)
-
     def frame_format(self, conn: DectrisConnection) -> FrameFormat:
         self._configure(conn)
-        cfg = self._config_now(conn)
-        excluded = None
-        if self.enable_corrections:
-            mask = read_darray(conn.get_api_client().detectorConfig("pixel_mask")["value"])
-            excluded = mask != 0
-        fmt = conn.frame_format(SeriesStart(series=-1, config=cfg), excluded)
+        api = conn.get_api_client()
+        excluded = api.pixel_mask() != 0 if self.enable_corrections else None
+        fmt = conn.frame_format(api.series_config(), excluded=excluded)
         fmt.metadata["settings"] = dict(self.settings, trigger_mode=self.trigger_mode)
         return fmt
 
@@ -121,7 +90,7 @@ class DectrisActiveController:
         # script) would refuse the arm; disarming an idle DCU is harmless
         api.sendDetectorCommand("disarm")
         self._set_counts(conn, nimages)
-        cfg = self._config_now(conn)
+        cfg = api.series_config()
         n_detector = images_per_series(cfg.trigger_mode, cfg.nimages, cfg.ntrigger)
         if n_detector != nimages:
             raise NavShapeError(
@@ -139,16 +108,13 @@ class DectrisActiveController:
                     f"the detector was armed (series {series}) but its global header did not "
                     f"arrive on {conn.where} within {self.arm_timeout:g} s: is the stream "
                     "interface enabled and the data port right?")
-            return conn._start_images(start, nimages, conn.frame_format(start))
+            return conn.start_series(start, nimages)
         except BaseException:
             api.sendDetectorCommand("disarm")
             raise
 
     def stop(self, conn: DectrisConnection, stream: FrameStream,
              error: BaseException | None) -> None:
-        if error is not None:
-            # interrupted, timed out or failed: the frames not received never will be
-            stream.ledger.finish_short()
         try:
             conn.get_api_client().sendDetectorCommand("disarm")
         except Exception:

@@ -17,7 +17,8 @@ Backends, fastest first (measured numbers in ``plugins/dectris/DECODE_NOTES.md``
 
 ``backend="auto"`` picks the first available one per encoding. All backends
 validate every length field before use and report problems as
-:class:`DecodeError`; corrupt input never crashes the process.
+:class:`~libertem_live_dectris.errors.PayloadError` (the core turns it into
+its ``DecodeError`` naming the frame); corrupt input never crashes the process.
 """
 from __future__ import annotations
 
@@ -26,22 +27,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import ckernels, kernels
-from .kernels import (
+from libertem_live_dectris import ckernels, kernels
+from libertem_live_dectris.errors import PayloadError
+from libertem_live_dectris.kernels import (
     E_BLOCK_OVERRUN, E_BLOCK_SIZE, E_BOUNDS, E_HEADER_SIZE, E_LZ4, E_LZ4_SIZE,
     E_RAW_SIZE, E_TAIL, E_TRUNC_BLOCKLEN, E_TRUNC_HEADER, ERR_LEN,
     KIND_BSLZ4, KIND_LZ4, KIND_RAW, LZ4_BAD_OFFSET, LZ4_OUTPUT_OVERFLOW, LZ4_TRUNCATED,
     default_block_elements,
 )
-
-
-class DecodeError(ValueError):
-    """A payload could not be decoded (corrupt, truncated, wrong size or type).
-
-    ``index`` is the failing frame's position in the decoded batch, when known
-    (the caller knows which frame that is in the acquisition)."""
-
-    index: int | None = None
 
 
 _ENCODING_RE = re.compile(r"^(?:bs(?P<bits>8|16|32)-)?(?P<lz4>lz4)?(?P<order>[<>])$")
@@ -50,24 +43,26 @@ _PIXEL_TYPES = {"uint8": 1, "uint16": 2, "uint32": 4}
 
 @dataclass(frozen=True)
 class Encoding:
-    """A parsed ``encoding`` string of ``dimage_d-1.0`` (protocols.md 1.5)."""
+    """A parsed ``encoding`` string of ``dimage_d-1.0``: ``bs<bits>-lz4<``
+    (bitshuffled blocks, each LZ4-compressed), ``lz4<`` (one LZ4 block) or
+    ``<`` (raw little-endian pixels)."""
 
     kind: int  # kernels.KIND_*
     bits: int | None  # bitshuffle element bits, None if not bitshuffled
 
 
 def parse_encoding(encoding: str, dtype: str | np.dtype) -> Encoding:
-    """Validate ``encoding`` against the pixel ``dtype``; raise DecodeError if unsupported."""
+    """Validate ``encoding`` against the pixel ``dtype``; raise PayloadError if unsupported."""
     m = _ENCODING_RE.match(encoding)
     if m is None or (m["bits"] and not m["lz4"]):
-        raise DecodeError(f"unsupported encoding {encoding!r}")
+        raise PayloadError(f"unsupported encoding {encoding!r}")
     if m["order"] != "<":
-        raise DecodeError(f"unsupported encoding {encoding!r}: only little-endian ('<') pixels are supported")
+        raise PayloadError(f"unsupported encoding {encoding!r}: only little-endian ('<') pixels are supported")
     itemsize = pixel_itemsize(dtype)
     if m["bits"]:
         bits = int(m["bits"])
         if bits != itemsize * 8:
-            raise DecodeError(
+            raise PayloadError(
                 f"encoding {encoding!r} shuffles {bits}-bit elements but the pixel type "
                 f"{np.dtype(dtype).name} has {itemsize * 8} bits"
             )
@@ -78,13 +73,13 @@ def parse_encoding(encoding: str, dtype: str | np.dtype) -> Encoding:
 
 
 def pixel_itemsize(dtype: str | np.dtype) -> int:
-    """Bytes per pixel for the wire pixel types uint8/16/32; DecodeError otherwise."""
+    """Bytes per pixel for the wire pixel types uint8/16/32; PayloadError otherwise."""
     try:
         dt = np.dtype(dtype)
     except TypeError:
-        raise DecodeError(f"unknown pixel type {dtype!r}")
+        raise PayloadError(f"unknown pixel type {dtype!r}")
     if dt.kind != "u" or dt.itemsize not in (1, 2, 4):
-        raise DecodeError(f"unsupported pixel type {dt.name!r}, expected uint8, uint16 or uint32")
+        raise PayloadError(f"unsupported pixel type {dt.name!r}, expected uint8, uint16 or uint32")
     return dt.itemsize
 
 
@@ -189,7 +184,7 @@ class DectrisDecoder:
         """Decode frame i = ``data[offsets[i]:offsets[i]+sizes[i]]`` into ``out[i]``.
 
         ``out`` is (n, height, width) of any numeric dtype. ``aux`` is not used.
-        Raises DecodeError naming the failing frame's index in the batch.
+        Raises PayloadError naming the failing frame's index in the batch.
         """
         n = len(offsets)
         if out.shape != (n, *self.shape):
@@ -220,7 +215,7 @@ class DectrisDecoder:
         else:
             code = kernels.decode_batch(kind, data, offsets, sizes, out2, self._itemsize, err)
         if code != 0:
-            e = DecodeError(
+            e = PayloadError(
                 f"{self.encoding} {self.dtype} {self.shape}: {_message(err)}. The payload does "
                 "not decode as announced: the transfer corrupted it, or the detector sends "
                 "another compression or pixel type than its header says")
@@ -237,7 +232,7 @@ class DectrisDecoder:
 
     def warmup(self, out_dtype: np.dtype | str = np.float32) -> None:
         """Compile the kernels for ``out_dtype`` now instead of on the first batch."""
-        from .encode import encode
+        from libertem_live_dectris.sim.encode import encode
 
         compression = {KIND_BSLZ4: "bslz4", KIND_LZ4: "lz4", KIND_RAW: "none"}[self._enc.kind]
         blob = encode(np.zeros(self.shape, dtype=self.dtype), compression)
@@ -268,12 +263,12 @@ def _infer_bslz4_dtype(arr: np.ndarray, out: np.ndarray) -> str:
     if out.dtype.kind == "u" and out.dtype.itemsize in (1, 2, 4):
         return out.dtype.name
     if arr.size < 12:
-        raise DecodeError(f"truncated bslz4 header ({arr.size} bytes, need at least 12)")
+        raise PayloadError(f"truncated bslz4 header ({arr.size} bytes, need at least 12)")
     total = int.from_bytes(arr[:8].tobytes(), "big")
     for itemsize in (1, 2, 4):
         if total == out.size * itemsize:
             return f"uint{itemsize * 8}"
-    raise DecodeError(f"size mismatch: bslz4 header says {total} bytes, not a multiple of {out.size} pixels")
+    raise PayloadError(f"size mismatch: bslz4 header says {total} bytes, not a multiple of {out.size} pixels")
 
 
 def decode_lz4(blob: bytes | np.ndarray, out: np.ndarray, dtype: str | np.dtype = "uint16",
@@ -290,6 +285,6 @@ def decode_raw(blob: bytes | np.ndarray, out: np.ndarray, dtype: str | np.dtype 
 
 
 __all__ = [
-    "DecodeError", "DectrisDecoder", "Encoding", "available_backends", "decode_bslz4",
+    "PayloadError", "DectrisDecoder", "Encoding", "available_backends", "decode_bslz4",
     "decode_lz4", "decode_raw", "default_block_elements", "parse_encoding", "pixel_itemsize",
 ]

@@ -1,4 +1,4 @@
-"""numba kernels for the DECTRIS pixel encodings (protocols.md 1.5).
+"""numba kernels for the DECTRIS pixel encodings (bitshuffle + LZ4, LZ4, raw).
 
 This module exists so that the decoder works without any C extension: the
 ``bitshuffle`` wheel is not available for every Python version and platform,
@@ -14,7 +14,7 @@ and a segfault; the fuzz tests in ``tests/test_decode.py`` exercise them.
 
 Error reporting: kernels return an int code (0 = OK) and fill a small int64
 ``err`` array with details (frame index, block index, sizes).
-``decode.py`` turns that into a :class:`~libertem_live_dectris.decode.DecodeError`
+``decode.py`` turns that into a :class:`~libertem_live_dectris.errors.PayloadError`
 with a readable message. Raising from numba would lose the details.
 """
 from __future__ import annotations
@@ -49,7 +49,7 @@ def default_block_elements(itemsize: int) -> int:
     """Default bitshuffle block size in elements for ``itemsize`` bytes/element.
 
     Used when the header's block size field is 0 (LT-rs' mock data) and by the
-    encoder; the formula is the bitshuffle library's (protocols.md 1.5).
+    encoder; the formula is the bitshuffle library's.
     """
     return max(128, (8192 // itemsize // 8) * 8)
 
@@ -620,7 +620,7 @@ def bitshuffle_frame(raw: np.ndarray, n_el: int, itemsize: int, B: int, out: np.
     """Bitshuffle a whole frame block by block into ``out`` (same length as ``raw``).
 
     The tail of ``n_el % 8`` elements is copied verbatim, matching the
-    bitshuffle library's layout (protocols.md 1.5).
+    bitshuffle library's layout.
     """
     nfull = n_el // B
     tail = n_el % 8

@@ -14,7 +14,7 @@ frame number itself, the descriptor up to ``"size"``) and copies the blob
 into the current ring slot.  Whatever it cannot vouch for (the first image,
 any message that is not predicted, a blob that does not fit the slot) it
 *holds*: the parts stay received and unclosed in ``msgs`` and the Python
-side (:class:`~libertem_live_dectris.receiver.ImageReceiver`) looks at them,
+side (:class:`~libertem_live_dectris.receiver.DectrisFraming`) looks at them,
 raises or learns new prefixes, and calls the kernel again, which then
 stores the held image first.  So there is one set of rules, in Python, and
 a fast path that only ever says "same as before".
@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 from numba import njit, types
 
-from libertem_live.transport.ring import FRAME_ALIGN  # frozen into the cached kernel
+from libertem_live.driver import FRAME_ALIGN  # frozen into the cached kernel
 
 log = logging.getLogger(__name__)
 

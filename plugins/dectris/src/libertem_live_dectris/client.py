@@ -1,4 +1,4 @@
-"""SIMPLON REST client (protocols.md 1.2) used by the DECTRIS driver.
+"""The SIMPLON REST client: the DECTRIS control plane (configure, arm, disarm).
 
 Method names follow upstream's DEigerClient (``sendDetectorCommand``,
 ``detectorConfig``, ...) so user code written against LiberTEM-live keeps
@@ -8,22 +8,19 @@ acquisition hangs" is the worst possible symptom of a misconfigured DCU.
 """
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
+import numpy as np
 import requests
+
+from libertem_live_dectris.errors import DetectorAPIError
+from libertem_live_dectris.wire import SeriesConfig
 
 API_VERSION = "1.8.0"
 
-
-class DetectorAPIError(RuntimeError):
-    """A SIMPLON request failed: no answer, refused, or a non-2xx reply."""
-
-    def __init__(self, message: str, url: str, status: int | None = None, body: str | None = None) -> None:
-        super().__init__(message)
-        self.url = url
-        self.status = status
-        self.body = body
+__all__ = ["API_VERSION", "DetectorAPIError", "SimplonClient", "read_darray"]
 
 
 class SimplonClient:
@@ -125,3 +122,31 @@ class SimplonClient:
 
     def detectorConfigKeys(self) -> list[str]:  # noqa: N802
         return self._get("detector", "config", "keys")
+
+    # ------------------------------------------------------------ helpers of the driver
+
+    def series_config(self) -> SeriesConfig:
+        """The configuration the next series will have, read back from the
+        detector (what the stream's header will announce)."""
+        raw = {k: self.detectorConfig(k)["value"] for k in (
+            "trigger_mode", "nimages", "ntrigger", "x_pixels_in_detector",
+            "y_pixels_in_detector", "bit_depth_image", "compression")}
+        return SeriesConfig(trigger_mode=raw["trigger_mode"], nimages=int(raw["nimages"]),
+                            ntrigger=int(raw["ntrigger"]),
+                            width=int(raw["x_pixels_in_detector"]),
+                            height=int(raw["y_pixels_in_detector"]),
+                            bit_depth=int(raw["bit_depth_image"]),
+                            compression=raw["compression"], raw=raw)
+
+    def pixel_mask(self) -> np.ndarray:
+        """The detector's pixel mask, (height, width); nonzero = defective."""
+        return read_darray(self.detectorConfig("pixel_mask")["value"])
+
+
+def read_darray(value: dict[str, Any]) -> np.ndarray:
+    """Decode a SIMPLON "darray" (base64 data, numpy type, shape width-first)."""
+    if "base64" not in value.get("filters", ["base64"]):
+        raise ValueError(f"unsupported darray filters {value.get('filters')!r}")
+    raw = base64.b64decode(value["data"])
+    shape = value["shape"]
+    return np.frombuffer(raw, dtype=value["type"]).reshape((shape[1], shape[0]))

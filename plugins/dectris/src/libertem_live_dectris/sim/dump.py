@@ -1,4 +1,4 @@
-"""The DECTRIS ZeroMQ dump file format (protocols.md 1.7).
+"""The DECTRIS ZeroMQ dump file format: recorded streams the simulator replays.
 
 A dump is a sequence of records, one per ZeroMQ message *part*: an int64
 little-endian length, then that many bytes. Grouping into multipart messages
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator
 
-from .messages import (
+from libertem_live_dectris.wire import (
     DHEADER, DIMAGE, DSERIES_END, MessageError, SeriesConfig, SeriesHeader,
     header_part_count, parse_config, parse_dheader, peek_htype,
 )

@@ -1,10 +1,14 @@
-"""Build and parse the JSON parts of the DECTRIS stream v1 (protocols.md 1.3).
+"""The DECTRIS stream v1 on the wire: its JSON message parts, no I/O.
 
-Builders are used by the simulator; the parsers run in the receiver once per
-frame, so the per-image ones avoid ``json.loads`` (about 2 us per part) and
-pull out just the fields needed with ``bytes.find`` (well under 1 us), falling
-back to ``json.loads`` whenever the fast path is not sure. Measured numbers
-are in DECODE_NOTES.md.
+A series is a global header (``dheader-1.0``, then the detector
+configuration, plus flat field, pixel mask and count-rate table with
+``header_detail`` "all"), one 4-part message per image (``dimage-1.0``,
+``dimage_d-1.0``, the encoded pixels, ``dconfig-1.0``) and a
+``dseries_end-1.0``.  Builders are used by the simulator; the parsers run in
+the receiver, so the per-image ones avoid ``json.loads`` (about 2 us per part)
+and pull out just the fields needed with ``bytes.find`` (well under 1 us),
+falling back to ``json.loads`` whenever the fast path is not sure. Measured
+numbers are in DECODE_NOTES.md.
 """
 from __future__ import annotations
 
@@ -89,7 +93,7 @@ def build_dimage(series: int, frame: int, hash_: str) -> bytes:
 
 
 def build_dimage_d(shape_hw: tuple[int, int], dtype: str, encoding: str, size: int) -> bytes:
-    """``shape`` goes on the wire as [width, height] (protocols.md 1.3)."""
+    """``shape`` goes on the wire as [width, height], numpy's is (height, width)."""
     h, w = shape_hw
     return b'{"htype": "dimage_d-1.0", "shape": [%d, %d], "type": "%s", "encoding": "%s", "size": %d}' % (
         w, h, dtype.encode(), encoding.encode(), size)
@@ -107,7 +111,8 @@ def build_dseries_end(series: int) -> bytes:
 # ---------------------------------------------------------------- semantics
 
 def images_per_series(trigger_mode: str, nimages: int, ntrigger: int) -> int:
-    """Number of images in a series (protocols.md 1.2 table)."""
+    """Number of images in a series: ``exte``/``inte`` take one image per
+    trigger, ``exts``/``ints`` take ``nimages`` images per trigger."""
     if trigger_mode in ("exte", "inte"):
         return int(ntrigger)
     if trigger_mode in ("exts", "ints"):
@@ -358,3 +363,30 @@ def parse_dconfig(part: bytes | memoryview) -> tuple[int, int, int]:
         return int(obj["start_time"]), int(obj["stop_time"]), int(obj["real_time"])
     except (KeyError, TypeError, ValueError) as e:
         raise MessageError(f"invalid dconfig-1.0 part: {e}") from None
+
+
+@dataclass
+class SeriesStart:
+    """What a series' global header said: its id, its configuration, the
+    pixel mask (``header_detail`` "all" only) and how many stale message
+    parts (of earlier series) came before it."""
+
+    series: int
+    config: SeriesConfig
+    pixel_mask: np.ndarray | None = None
+    discarded: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def encoding_for(config: SeriesConfig) -> str:
+    """The ``encoding`` of the images a series' configuration implies
+    (the ``compression`` setting and the pixel width)."""
+    comp = (config.compression or "bslz4").lower()
+    bits = 8 * np.dtype(config.dtype).itemsize
+    if comp == "bslz4":
+        return f"bs{bits}-lz4<"
+    if comp == "lz4":
+        return "lz4<"
+    if comp == "none":
+        return "<"
+    raise MessageError(f"unknown DECTRIS compression {config.compression!r}")

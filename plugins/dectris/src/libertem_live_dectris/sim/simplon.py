@@ -1,4 +1,4 @@
-"""The simulator's SIMPLON REST subset (protocols.md 1.2) over stdlib HTTP.
+"""The simulator's SIMPLON REST subset (API 1.8.0) over stdlib HTTP.
 
 Only routing, parameter validation and JSON replies live here; what a
 command *does* is the simulator's business (:class:`CommandTarget`). The
@@ -13,7 +13,7 @@ import logging
 import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -287,5 +287,3 @@ def make_server(app: SimplonApp, host: str, port: int, verbose: bool) -> Threadi
 
     return Server((host, port), Handler)
 
-
-ServeFn = Callable[[], None]

@@ -7,9 +7,9 @@ import struct
 import numpy as np
 import pytest
 
-from libertem_live_dectris import messages as M
-from libertem_live_dectris.dump import DumpError, DumpFile, iter_records, write_parts
-from libertem_live_dectris.encode import encode_bslz4
+from libertem_live_dectris import wire as M
+from libertem_live_dectris.sim.dump import DumpError, DumpFile, iter_records, write_parts
+from libertem_live_dectris.sim.encode import encode_bslz4
 from libertem_live_dectris.sim import write_dump
 
 

@@ -5,6 +5,13 @@ the series id for an arm, and the 4 parts of image ``k`` of a series. The
 synthetic source pre-encodes a pool of distinct frames (per compression) so
 sending is only message assembly; the dump source hands out the recorded
 parts unchanged.
+
+Synthetic frames are deterministic low-dose 4D-STEM frames with a known
+ground truth: mostly zeros, small Poisson counts inside a bright-field disk
+that moves with the scan position, so compression ratios and decode speeds
+are realistic and the sum over a series is known exactly (a receiver proves
+that every frame arrived intact).  A series cycles a pool of ``k`` distinct
+frames: frame ``i`` is pool frame ``i % k``.
 """
 from __future__ import annotations
 
@@ -15,10 +22,61 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .dump import DumpFile
-from .encode import encode, encoding_for
-from .messages import build_dimage, build_dimage_d, images_per_series
-from .synth import default_pool_size, expected_sum, make_frames
+from libertem_live_dectris.sim.dump import DumpFile, DumpWriter
+from libertem_live_dectris.sim.encode import encode, encoding_for
+from libertem_live_dectris.wire import (
+    build_dconfig, build_dimage, build_dimage_d, build_dseries_end, build_header_parts,
+    images_per_series, parse_dimage_d,
+)
+
+
+def make_frames(
+    k: int,
+    shape: tuple[int, int],
+    dtype: np.dtype | str = np.uint16,
+    seed: int = 0,
+    disk_frac: float = 0.12,
+    lam_disk: float = 4.0,
+    lam_bg: float = 0.02,
+) -> np.ndarray:
+    """``k`` frames of ``shape``: a disk circling the centre plus sparse background.
+
+    Background counts are drawn as a Poisson number of single hits at random
+    positions (cheaper than a Poisson draw per pixel at lam_bg=0.02).
+    """
+    h, w = shape
+    dtype = np.dtype(dtype)
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    r2 = (disk_frac * min(h, w)) ** 2
+    out = np.zeros((k, h, w), dtype=dtype)
+    maxval = np.iinfo(dtype).max
+    for i in range(k):
+        phase = 2 * np.pi * i / max(k, 1)
+        cy = h / 2 + 0.05 * h * np.sin(phase)
+        cx = w / 2 + 0.05 * w * np.cos(phase)
+        disk = ((yy - cy) ** 2 + (xx - cx) ** 2) <= r2
+        frame = np.zeros((h, w), dtype=np.int64)
+        frame[disk] = rng.poisson(lam_disk, size=int(disk.sum()))
+        nbg = rng.poisson(lam_bg * h * w)
+        idx = rng.integers(0, h * w, size=nbg)
+        np.add.at(frame.reshape(-1), idx, 1)
+        out[i] = np.minimum(frame, maxval)
+    return out
+
+
+def default_pool_size(shape: tuple[int, int], nframes: int) -> int:
+    """Pool size: up to 256 distinct frames, capped at ~16 Mpixel in total."""
+    h, w = shape
+    cap = max(8, (16 * 1024 * 1024) // max(1, h * w))
+    return max(1, min(256, cap, nframes))
+
+
+def expected_sum(pool: np.ndarray, nframes: int) -> np.ndarray:
+    """float64 sum of frames ``0..nframes-1`` of a series cycling ``pool``."""
+    k = pool.shape[0]
+    counts = np.bincount(np.arange(nframes) % k, minlength=k).astype(np.float64)
+    return np.tensordot(counts, pool.astype(np.float64), axes=(0, 0))
 
 
 def default_config(shape: tuple[int, int], dtype: np.dtype, frames: int, compression: str) -> dict[str, Any]:
@@ -71,7 +129,7 @@ class Source(Protocol):
 
 
 class SyntheticSource:
-    """Low-dose frames cycling a pool (see :mod:`.synth`), encoded on demand."""
+    """Low-dose frames cycling a pool (:func:`make_frames`), encoded on demand."""
 
     fixed_series: int | None = None
 
@@ -91,7 +149,7 @@ class SyntheticSource:
         k = pool_size or default_pool_size(self.shape, self.frames)
         self.pool = make_frames(k, self.shape, self.dtype, seed=seed, lam_disk=lam_disk, lam_bg=lam_bg)
         # like a DCU: defective pixels (nonzero in the pixel mask) read 2**bits - 1,
-        # or 0 with mask_to_zero (protocols.md 1.2)
+        # or 0 with mask_to_zero
         self.defective: np.ndarray | None = None
         if pixel_mask is not None and np.shape(pixel_mask) == self.shape and np.any(pixel_mask):
             self.defective = np.asarray(pixel_mask) != 0
@@ -181,8 +239,7 @@ class DumpSource:
     def expected_sum(self, n: int | None = None) -> np.ndarray:
         """Sum of the first ``n`` recorded images: from the ``.sum.npy`` sidecar if
         it matches, else by decoding the recording."""
-        from .decode import DectrisDecoder
-        from .messages import parse_dimage_d
+        from libertem_live_dectris.decode import DectrisDecoder
 
         n = len(self._images) if n is None else n
         side = self.path + ".sum.npy"
@@ -200,3 +257,40 @@ class DumpSource:
     def close(self) -> None:
         self._images = []
         self.dump.close()
+
+
+def write_dump(
+    path: str | os.PathLike[str],
+    frames: int = 16384,
+    shape: tuple[int, int] = (512, 512),
+    dtype: str = "uint16",
+    compression: str = "bslz4",
+    series: int = 34,
+    seed: int = 0,
+    pool_size: int | None = None,
+    header_detail: str = "basic",
+    write_sum: bool = True,
+) -> np.ndarray:
+    """Write a synthetic recording in the dump format (see :mod:`.dump`).
+
+    Layout like upstream's test file: dheader, config (``exte``,
+    ``ntrigger=frames``), 4 parts per image, dseries_end. Writes
+    ``<path>.sum.npy`` with the float64 sum over all frames (returned too),
+    which :class:`DectrisSim` uses as ``expected_sum()`` when replaying.
+    """
+    src = SyntheticSource(shape, dtype, compression, frames, pool_size, seed)
+    cfg = src.initial_config()
+    with DumpWriter(path) as w:
+        w.write_all(build_header_parts(series, header_detail, cfg))
+        count_ns = int(cfg["count_time"] * 1e9)
+        frame_ns = int(cfg["frame_time"] * 1e9)
+        t0 = 5_396_052_835_800
+        for k in range(frames):
+            d, dd, blob = src.image_parts(series, k, cfg)
+            st = t0 + k * frame_ns
+            w.write_all((d, dd, blob, build_dconfig(st, st + count_ns, count_ns)))
+        w.write(build_dseries_end(series))
+    total = src.expected_sum(frames)
+    if write_sum:
+        np.save(os.fspath(path) + ".sum.npy", total)
+    return total

@@ -1,4 +1,4 @@
-"""SIMPLON REST client against the simulator over real HTTP."""
+"""SIMPLON REST client (client.py) against the simulator over real HTTP."""
 from __future__ import annotations
 
 import base64
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import requests
 
-from libertem_live_dectris.rest import DetectorAPIError, SimplonClient
+from libertem_live_dectris.client import DetectorAPIError, SimplonClient
 from libertem_live_dectris.sim import DectrisSim
 
 

@@ -1,7 +1,8 @@
 """Encoders for the DECTRIS pixel encodings, used by the simulator and tests.
 
-The simulator must produce exactly what a DCU sends (protocols.md 1.5):
-``bs<N>-lz4<`` with a correct 12-byte header (unlike LT-rs' mock generator,
+The simulator must produce exactly what a DCU sends: ``bs<N>-lz4<`` in the
+HDF5 bitshuffle filter's layout with a correct 12-byte header (uncompressed
+size and block size, big-endian; unlike LT-rs' mock generator,
 which writes zeros there), ``lz4<`` as one raw LZ4 block, and ``<`` raw.
 Speed is secondary: the simulator encodes a small pool of frames once and
 cycles it, so the per-block ``lz4.block.compress`` call is fine.
@@ -13,7 +14,7 @@ import struct
 import lz4.block
 import numpy as np
 
-from .kernels import bitshuffle_frame, default_block_elements
+from libertem_live_dectris.kernels import bitshuffle_frame, default_block_elements
 
 ENCODINGS: dict[str, str] = {
     # compression config value -> encoding string template (bits filled in)

@@ -2,9 +2,9 @@
 
 Why our own: upstream's simulator needs Flask plus a Rust extension and can
 only replay recordings. This one also synthesises series with known ground
-truth, follows the four trigger modes, and injects faults
-(:mod:`.faults`) so receivers can be tested against everything that goes
-wrong on a real stream (protocols.md 1.6).
+truth, follows the four trigger modes, and injects the core's stream faults
+(:mod:`.faults`) so receivers can be tested against what goes wrong on a
+real stream.
 
 Threads: one HTTP server thread (plus a short-lived thread per request) and
 one sender thread that owns the PUSH socket. ``stop()`` ends and joins all
@@ -22,25 +22,24 @@ Run standalone: ``python -m libertem_live_dectris.sim --help``.
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import os
-import signal
 import threading
 import time
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import zmq
 
-from .dump import DumpWriter
-from .faults import Fault, FaultPlan, parse_fault, parse_faults
-from .messages import (
-    build_dconfig, build_dimage, build_dimage_d, build_dseries_end, build_header_parts,
-    images_per_series,
+from libertem_live.driver import Fault, FaultKind
+
+from libertem_live_dectris.sim.faults import SeriesFaults, check_fault
+from libertem_live_dectris.sim.simplon import RestError, SimplonApp, make_server
+from libertem_live_dectris.sim.source import DumpSource, SyntheticSource
+from libertem_live_dectris.wire import (
+    build_dconfig, build_dimage_d, build_dseries_end, build_header_parts, images_per_series,
+    parse_dimage_d,
 )
-from .simrest import RestError, SimplonApp, make_server
-from .simsource import DumpSource, SyntheticSource
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +54,10 @@ class _Series:
     """Book-keeping of the series being sent (guarded by DectrisSim.lock)."""
 
     def __init__(self, series: int, n_images: int, trigger_mode: str, nimages: int,
-                 config: dict[str, Any], header_detail: str, stream_enabled: bool) -> None:
+                 config: dict[str, Any], header_detail: str, stream_enabled: bool,
+                 fault: Fault | None = None) -> None:
         self.series = series
+        self.fault = fault
         self.n_images = n_images
         self.trigger_mode = trigger_mode
         self.nimages = nimages
@@ -89,7 +90,9 @@ class DectrisSim:
     ``pixel_mask`` config and in ``header_detail=all`` headers; like a DCU, the
     synthetic frames then carry ``2**bits - 1`` at those pixels (0 when the
     ``mask_to_zero`` config is true), and ``frame``/``expected_sum`` include that.
-    ``faults``: see :mod:`.faults`.
+    ``fault``: a stream fault for the first series after it was set
+    (``"frame_gap"``, ``"frame_gap@5"``, a :class:`~libertem_live.driver.Fault`;
+    see :mod:`.faults`; :meth:`inject` sets one later).
     """
 
     def __init__(
@@ -113,7 +116,7 @@ class DectrisSim:
         header_detail: str = "basic",
         header_multipart: bool = False,
         pixel_mask: np.ndarray | None = None,
-        faults: Iterable[str | Fault | tuple] | None = None,
+        fault: str | Fault | None = None,
     ) -> None:
         self.host = host
         self.verbose = verbose
@@ -138,7 +141,7 @@ class DectrisSim:
         self.send_timeout = float(send_timeout)
         self.sndhwm = int(sndhwm)
         self.header_multipart = header_multipart
-        self.faults: list[Fault] = parse_faults(faults)
+        self.fault: Fault | None = check_fault(fault, self._compression())
         self._next_series = int(series_start)
         self._current: _Series | None = None
         self._last_series_id: int | None = None
@@ -273,15 +276,14 @@ class DectrisSim:
 
     # ------------------------------------------------------------ faults
 
-    def inject(self, kind: str | Fault, frame: int = 0, count: int = 1) -> None:
-        """Add a fault (see :mod:`.faults`); applies to every following series."""
-        f = kind if isinstance(kind, Fault) else Fault(kind, frame, count)
+    def inject(self, fault: str | Fault | None) -> None:
+        """Set the fault of the next series (``"frame_gap@5"``, a Fault, or
+        None for none); see :mod:`.faults`."""
         with self.lock:
-            self.faults.append(f)
+            self.fault = check_fault(fault, self._compression())
 
-    def clear_faults(self) -> None:
-        with self.lock:
-            self.faults.clear()
+    def _compression(self) -> str:
+        return str(self.source.initial_config().get("compression", "bslz4"))
 
     # ------------------------------------------------------------ REST target
 
@@ -356,8 +358,10 @@ class DectrisSim:
                 self._next_series += 1
                 n = images_per_series(c["trigger_mode"], c["nimages"], c["ntrigger"])
             assert series is not None
+            fault, self.fault = self.fault, None  # the first series after it was set
             self._current = _Series(series, n, c["trigger_mode"], int(c["nimages"]), c,
-                                    self.stream_config["header_detail"], self.stream_config["mode"] == "enabled")
+                                    self.stream_config["header_detail"],
+                                    self.stream_config["mode"] == "enabled", fault)
             self._last_series_id = series
             self._cv.notify_all()
             return series
@@ -439,10 +443,9 @@ class DectrisSim:
                 if self._stop.is_set():
                     return
                 cur = self._current
-                faults = list(self.faults)
             assert cur is not None
             try:
-                self._run_series(cur, FaultPlan(faults))
+                self._run_series(cur, SeriesFaults(cur.fault, cur.n_images))
             except _Abort as e:
                 log.debug("series %d: %s", cur.series, e)
                 if cur.abort and cur.header_sent and not self._stop.is_set() and not self._sock_closed:
@@ -476,22 +479,16 @@ class DectrisSim:
         except (_Abort, TimeoutError):
             pass
 
-    def _run_series(self, cur: _Series, plan: FaultPlan) -> None:
+    def _run_series(self, cur: _Series, plan: SeriesFaults) -> None:
         if self._sock_closed or self._sock is None:
             with self.lock:
-                self._bind()
+                self._rebind()
         if not cur.stream_enabled:
             # a DCU with the stream disabled sends nothing; wait for the end
             with self._cv:
                 while not (self._stop.is_set() or cur.abort or cur.allowed >= cur.n_images):
                     self._cv.wait()
             raise _Abort("stream disabled")
-        if plan.stale:
-            old = max(0, cur.series - 1)
-            self._send([build_dseries_end(old)], cur)
-            d, dd, blob = self.source.image_parts(old, 0, cur.config)
-            d = build_dimage(old, 0, "0" * 32)
-            self._send([d, dd, blob, build_dconfig(0, 1, 1)], cur)
         hdr = build_header_parts(cur.series, cur.header_detail, cur.config, pixel_mask=self.pixel_mask())
         if self.header_multipart:
             self._send(hdr, cur)
@@ -504,8 +501,8 @@ class DectrisSim:
         t0_ns = time.time_ns()
         dwell = (self.dwelltime or 0) * 1e-6
         t_start = time.perf_counter()
-        term = plan.terminal
         is_dump = isinstance(self.source, DumpSource)
+        faulty = plan.kind is not None
         k = 0
         while k < cur.n_images:
             # wait for triggers (inte/ints) or an abort
@@ -517,167 +514,74 @@ class DectrisSim:
                 raise _Abort("stopped")
             if cur.abort:
                 break
-            if term is not None and k == term.frame:
-                if term.kind == "end_early":
-                    break
-                if term.kind == "stall":
-                    with self._cv:
-                        while not (self._stop.is_set() or cur.abort):
-                            self._cv.wait()
-                    if self._stop.is_set():
-                        raise _Abort("stopped")
-                    break
-                if term.kind == "close":
-                    with self.lock:
-                        if self._sock is not None:
-                            self._sock.close(linger=0)
-                        self._sock = None
-                        self._sock_closed = True
-                    raise _Abort(f"socket closed after {k} images (fault)")
             if dwell > 0:
-                target = t_start + k * dwell
-                delay = target - time.perf_counter()
-                if delay > 0.002 and self._stop.wait(delay):
-                    raise _Abort("stopped")
-            d, dd, blob = self.source.image_parts(cur.series, k, cur.config)
+                delay = t_start + k * dwell - time.perf_counter()
+                if delay > 0.002:
+                    with self._cv:
+                        self._cv.wait_for(lambda: self._stop.is_set() or cur.abort, delay)
+                    continue  # look at stop / abort / triggers again
+            img = k
+            if faulty:
+                stop = plan.stops_at(k)
+                if stop is FaultKind.ENDS_SHORT:
+                    break
+                if stop is FaultKind.DISCONNECT_MID_STREAM:
+                    # what was sent still arrives, then the connection drops
+                    self._drop_stream(linger_ms=2000)
+                    raise _Abort(f"socket closed after {k} images (fault)")
+                img = plan.image_at(k)
+            d, dd, blob = self.source.image_parts(cur.series, img, cur.config)
             if is_dump:
-                dc = self.source.dconfig_part(k)  # type: ignore[union-attr]
+                dc = self.source.dconfig_part(img)  # type: ignore[union-attr]
             else:
-                st = t0_ns + k * frame_ns
+                st = t0_ns + img * frame_ns
                 dc = build_dconfig(st, st + count_ns, count_ns)
             repeat = 1
-            if plan.first is not None and k >= plan.first:
-                for f in plan.at(k):
-                    if f.kind == "drop":
-                        repeat = 0
-                    elif f.kind == "duplicate":
-                        repeat = 2
-                    elif f.kind == "corrupt":
-                        blob = blob[: len(blob) // 2]
-                        dd = _with_size(dd, len(blob))
-                    elif f.kind == "wrong_shape":
-                        dd = _alter_descriptor(dd, shape_delta=8)
-                    elif f.kind == "wrong_dtype":
-                        dd = _alter_descriptor(dd, wider=True)
-                    elif f.kind == "wrong_series":
-                        d = build_dimage(cur.series + 1000, k, "0" * 32)
+            if faulty:
+                repeat = plan.copies(img)
+                altered = plan.alters(img)
+                if altered is FaultKind.TRUNCATED_PAYLOAD:
+                    blob = blob[: len(blob) // 2]
+                elif altered is FaultKind.CORRUPT_PAYLOAD:
+                    blob = b"\xff" * len(blob)
+                elif altered is FaultKind.WRONG_FORMAT:
+                    dd = _alter_descriptor(dd, shape_delta=8)
             for _ in range(repeat):
                 self._send((d, dd, blob, dc), cur)
                 self.images_sent += 1
             k += 1
             cur.next_image = k
-        self._end(cur)
+        if plan.sends_end:
+            self._end(cur)
+        if plan.restarts_after:
+            self._drop_stream(linger_ms=2000)
+            with self.lock:
+                self._rebind()
+
+    def _drop_stream(self, linger_ms: int) -> None:
+        """Close the PUSH socket: every receiver's connection drops.  With
+        ``linger_ms``, what was sent still goes out first."""
+        with self.lock:
+            if self._sock is not None:
+                self._sock.close(linger=linger_ms)
+            self._sock = None
+            self._sock_closed = True
+
+    def _rebind(self, timeout: float = 5.0) -> None:
+        """Bind the stream port again (the old socket may hold it a moment)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self._bind()
+                return
+            except zmq.ZMQError:
+                if time.monotonic() > deadline or self._stop.is_set():
+                    raise
+                time.sleep(0.05)
 
 
-def _with_size(dd: bytes, size: int) -> bytes:
-    from .messages import parse_dimage_d
-
-    desc = parse_dimage_d(dd)
-    return build_dimage_d(desc.shape, desc.dtype, desc.encoding, size)
-
-
-def _alter_descriptor(dd: bytes, shape_delta: int = 0, wider: bool = False) -> bytes:
-    from .messages import parse_dimage_d
-
+def _alter_descriptor(dd: bytes, shape_delta: int = 0) -> bytes:
     desc = parse_dimage_d(dd)
     h, w = desc.shape
-    dtype, enc = desc.dtype, desc.encoding
-    if wider:
-        dtype = {"uint8": "uint16", "uint16": "uint32", "uint32": "uint16"}[dtype]
-        bits = int(dtype[4:])
-        if enc.startswith("bs"):
-            enc = f"bs{bits}-" + enc.split("-", 1)[1]
-    return build_dimage_d((h + shape_delta, w + shape_delta), dtype, enc, desc.size or 0)
-
-
-# ---------------------------------------------------------------- dump files
-
-def write_dump(
-    path: str | os.PathLike[str],
-    frames: int = 16384,
-    shape: tuple[int, int] = (512, 512),
-    dtype: str = "uint16",
-    compression: str = "bslz4",
-    series: int = 34,
-    seed: int = 0,
-    pool_size: int | None = None,
-    header_detail: str = "basic",
-    write_sum: bool = True,
-) -> np.ndarray:
-    """Write a synthetic recording in the dump format (protocols.md 1.7).
-
-    Layout like upstream's test file: dheader, config (``exte``,
-    ``ntrigger=frames``), 4 parts per image, dseries_end. Writes
-    ``<path>.sum.npy`` with the float64 sum over all frames (returned too),
-    which :class:`DectrisSim` uses as ``expected_sum()`` when replaying.
-    """
-    src = SyntheticSource(shape, dtype, compression, frames, pool_size, seed)
-    cfg = src.initial_config()
-    with DumpWriter(path) as w:
-        w.write_all(build_header_parts(series, header_detail, cfg))
-        count_ns = int(cfg["count_time"] * 1e9)
-        frame_ns = int(cfg["frame_time"] * 1e9)
-        t0 = 5_396_052_835_800
-        for k in range(frames):
-            d, dd, blob = src.image_parts(series, k, cfg)
-            st = t0 + k * frame_ns
-            w.write_all((d, dd, blob, build_dconfig(st, st + count_ns, count_ns)))
-        w.write(build_dseries_end(series))
-    total = src.expected_sum(frames)
-    if write_sum:
-        np.save(os.fspath(path) + ".sum.npy", total)
-    return total
-
-
-# ---------------------------------------------------------------- CLI
-
-def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        prog="python -m libertem_live_dectris.sim",
-        description="DECTRIS DCU simulator (SIMPLON REST + ZeroMQ stream), or write a synthetic dump.")
-    p.add_argument("--path", help="replay this dump file instead of synthetic data")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8910, help="REST port (0 = any free)")
-    p.add_argument("--zmqport", type=int, default=9999, help="ZeroMQ stream port (0 = any free)")
-    p.add_argument("--frames", type=int, default=16384, help="images per series (synthetic)")
-    p.add_argument("--shape", type=int, nargs=2, default=(512, 512), metavar=("H", "W"))
-    p.add_argument("--dtype", default="uint16", choices=["uint8", "uint16", "uint32"])
-    p.add_argument("--compression", default="bslz4", choices=["bslz4", "lz4", "none"])
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--series", type=int, default=34, help="series id written into a dump")
-    p.add_argument("--dwelltime", type=float, default=None, help="pace images, microseconds")
-    p.add_argument("--fault", action="append", default=[], help="kind:frame[:count], e.g. drop:3")
-    p.add_argument("--write-dump", metavar="PATH", help="write a synthetic dump file and exit")
-    p.add_argument("-v", "--verbose", action="store_true")
-    return p.parse_args(argv)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
-    if args.write_dump:
-        t = time.monotonic()
-        write_dump(args.write_dump, args.frames, tuple(args.shape), args.dtype, args.compression,
-                   args.series, args.seed)
-        print(f"wrote {args.write_dump} ({os.path.getsize(args.write_dump)} bytes, "
-              f"{args.frames} frames) in {time.monotonic() - t:.1f} s")
-        return 0
-    sim = DectrisSim(
-        path=args.path, port=args.port, zmqport=args.zmqport, verbose=True, host=args.host,
-        shape=tuple(args.shape), dtype=args.dtype, compression=args.compression, frames=args.frames,
-        seed=args.seed, dwelltime=args.dwelltime, faults=[parse_fault(f) for f in args.fault])
-    sim.start()
-    done = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: done.set())  # clean stop under service managers
-    try:
-        while not done.wait(0.5):  # a timeout keeps Ctrl-C responsive on all platforms
-            pass
-    except KeyboardInterrupt:
-        pass
-    finally:
-        sim.stop()
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    return build_dimage_d((h + shape_delta, w + shape_delta), desc.dtype, desc.encoding,
+                          desc.size or 0)

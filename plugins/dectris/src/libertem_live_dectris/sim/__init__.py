@@ -1,0 +1,35 @@
+"""The DECTRIS DCU simulator: SIMPLON REST control and a ZeroMQ stream v1,
+synthetic series with a known ground truth or a replayed recording, and the
+core's stream faults (:mod:`.faults`).
+
+``python -m libertem_live_dectris.sim --help`` runs it standalone.  Names
+load on first use, so that the encoders (:mod:`.encode`) can be imported
+without the server.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "DectrisSim": "libertem_live_dectris.sim.server",
+    "write_dump": "libertem_live_dectris.sim.source",
+    "SyntheticSource": "libertem_live_dectris.sim.source",
+    "DumpSource": "libertem_live_dectris.sim.source",
+    "SUPPORTED_FAULTS": "libertem_live_dectris.sim.faults",
+    "main": "libertem_live_dectris.sim.__main__",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,89 @@
+"""``python -m libertem_live_dectris.sim`` (also the ``libertem-live-dectris-sim``
+command): run the simulator until Ctrl-C / SIGTERM, or write a synthetic dump."""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from typing import Sequence
+
+from libertem_live.driver import FaultKind
+
+from libertem_live_dectris.sim.faults import SUPPORTED_FAULTS
+
+
+def _prog() -> str:
+    name = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    if name.startswith("libertem-live-dectris-sim"):
+        return "libertem-live-dectris-sim"
+    return "python -m libertem_live_dectris.sim"
+
+
+def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    kinds = ", ".join(k.value for k in FaultKind if k in SUPPORTED_FAULTS)
+    p = argparse.ArgumentParser(
+        prog=_prog(),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="DECTRIS DCU simulator (SIMPLON REST + ZeroMQ stream v1), or write a "
+                    "synthetic dump file.")
+    p.add_argument("--path", help="replay this dump file instead of synthetic data")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    p.add_argument("--port", type=int, default=8910, help="REST port (0 = any free)")
+    p.add_argument("--zmqport", type=int, default=9999, help="ZeroMQ stream port (0 = any free)")
+    p.add_argument("--frames", type=int, default=16384, help="images per series (synthetic)")
+    p.add_argument("--shape", type=int, nargs=2, default=(512, 512), metavar=("H", "W"),
+                   help="frame shape (synthetic)")
+    p.add_argument("--dtype", default="uint16", choices=["uint8", "uint16", "uint32"],
+                   help="pixel type (synthetic)")
+    p.add_argument("--compression", default="bslz4", choices=["bslz4", "lz4", "none"],
+                   help="image encoding (synthetic)")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the synthetic frames")
+    p.add_argument("--series", type=int, default=34, help="series id written into a dump")
+    p.add_argument("--dwelltime", type=float, default=None, help="pace images, microseconds")
+    p.add_argument("--fault", default=None, metavar="KIND[@FRAME]",
+                   help=f"inject a stream fault into the first series ({kinds}); FRAME: "
+                        "0-based image where it happens (default: the middle)")
+    p.add_argument("--write-dump", metavar="PATH", help="write a synthetic dump file and exit")
+    p.add_argument("-v", "--verbose", action="store_true", help="log every REST request")
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
+    from libertem_live_dectris.sim.server import DectrisSim
+    from libertem_live_dectris.sim.source import write_dump
+    if args.write_dump:
+        t = time.monotonic()
+        write_dump(args.write_dump, args.frames, tuple(args.shape), args.dtype, args.compression,
+                   args.series, args.seed)
+        print(f"wrote {args.write_dump} ({os.path.getsize(args.write_dump)} bytes, "
+              f"{args.frames} frames) in {time.monotonic() - t:.1f} s")
+        return 0
+    try:
+        sim = DectrisSim(
+            path=args.path, port=args.port, zmqport=args.zmqport, verbose=True, host=args.host,
+            shape=tuple(args.shape), dtype=args.dtype, compression=args.compression,
+            frames=args.frames, seed=args.seed, dwelltime=args.dwelltime, fault=args.fault)
+    except ValueError as e:
+        print(f"{_prog()}: error: {e}", file=sys.stderr)
+        return 2
+    sim.start()
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())  # clean stop under service managers
+    try:
+        while not done.wait(0.5):  # a timeout keeps Ctrl-C responsive on all platforms
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sim.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
