@@ -11,7 +11,7 @@ from libertem_live.driver import Fault, FaultKind
 from libertem_live_testing import Capabilities, DriverHarness, Scenario
 from libertem_live_testing.suite import *  # noqa: F401,F403
 
-from libertem_live_asi_tpx3.sim import SUPPORTED_FAULTS, Tpx3Sim
+from libertem_live_asi_tpx3.sim import INEXPRESSIBLE, SUPPORTED_FAULTS, Tpx3Sim
 
 SIG = (32, 32)
 
@@ -62,13 +62,9 @@ class Tpx3Scenario(Scenario):
 
 
 def _capabilities() -> Capabilities:
-    kw: dict[str, Any] = dict(passive=True, active=False, nav_shape_from_detector=True,
-                              nav_shape_can_be_unknown=False, short_stream=True, frames=True,
-                              sig_shape=SIG)
-    try:
-        return Capabilities(**kw, faults=SUPPORTED_FAULTS)  # type: ignore[call-arg]
-    except TypeError:  # a kit without fault kinds
-        return Capabilities(**kw)
+    return Capabilities(passive=True, active=False, nav_shape_from_detector=True,
+                        nav_shape_can_be_unknown=False, short_stream=True, frames=True,
+                        sig_shape=SIG, faults=SUPPORTED_FAULTS, inexpressible=INEXPRESSIBLE)
 
 
 class Tpx3Harness(DriverHarness):

@@ -11,10 +11,7 @@ from libertem_live.driver import Fault, FaultKind
 from libertem_live_testing import Capabilities, DriverHarness, Scenario
 from libertem_live_testing.suite import *  # noqa: F401,F403
 
-from libertem_live_merlin.sim import SUPPORTED_FAULTS, MerlinSim
-
-#: every fault kind the Merlin data port can express (see libertem_live_merlin.sim.faults)
-SUPPORTED_FAULTS = frozenset(SUPPORTED_FAULTS)
+from libertem_live_merlin.sim import INEXPRESSIBLE, SUPPORTED_FAULTS, MerlinSim
 
 
 class MerlinScenario(Scenario):
@@ -61,11 +58,7 @@ class MerlinScenario(Scenario):
 
 
 def _capabilities(**kw: Any) -> Capabilities:
-    """With the fault kinds, where the kit knows the field already."""
-    try:
-        return Capabilities(faults=SUPPORTED_FAULTS, **kw)  # type: ignore[call-arg]
-    except TypeError:
-        return Capabilities(**kw)
+    return Capabilities(faults=SUPPORTED_FAULTS, inexpressible=INEXPRESSIBLE, **kw)
 
 
 class MerlinHarness(DriverHarness):

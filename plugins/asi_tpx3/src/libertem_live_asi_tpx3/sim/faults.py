@@ -52,7 +52,7 @@ from libertem_live.driver import Fault, FaultKind
 from ..headers import HEADER_SIZE, ArrayChunk, DType, numpy_dtype, parse_header
 from .source import SynthSource
 
-__all__ = ["SUPPORTED_FAULTS", "CLOSE", "HOLD", "RESTART", "check_fault", "fault_segments"]
+__all__ = ["SUPPORTED_FAULTS", "INEXPRESSIBLE", "CLOSE", "HOLD", "RESTART", "check_fault", "fault_segments"]
 
 SUPPORTED_FAULTS = frozenset({
     FaultKind.DUPLICATE_FRAME, FaultKind.TRUNCATED_PAYLOAD, FaultKind.CORRUPT_PAYLOAD,
@@ -60,7 +60,7 @@ SUPPORTED_FAULTS = frozenset({
     FaultKind.STALL_MID_FRAME, FaultKind.DISCONNECT_MID_STREAM, FaultKind.RESTART_BETWEEN,
 })
 
-_WHY_NOT = {
+INEXPRESSIBLE = {
     FaultKind.FRAME_GAP: "TPX3 rows carry no scan position, so a missing row only makes the "
                          "scan end short (use ends_short)",
     FaultKind.OUT_OF_ORDER: "TPX3 rows carry no scan position, so swapped rows are "
@@ -87,7 +87,7 @@ def check_fault(fault: Fault) -> None:
     if fault.kind not in SUPPORTED_FAULTS:
         raise ValueError(
             f"the TPX3 simulator cannot inject {fault.kind.value!r}: "
-            f"{_WHY_NOT.get(fault.kind, 'not mapped')}; it can: "
+            f"{INEXPRESSIBLE.get(fault.kind, 'not mapped')}; it can: "
             f"{', '.join(sorted(k.value for k in SUPPORTED_FAULTS))}")
 
 

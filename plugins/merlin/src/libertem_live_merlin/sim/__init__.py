@@ -9,7 +9,7 @@ never the driver's receiver or connection.
 """
 from __future__ import annotations
 
-from .faults import SUPPORTED_FAULTS
+from .faults import INEXPRESSIBLE, SUPPORTED_FAULTS
 from .server import MerlinSim
 
-__all__ = ["MerlinSim", "SUPPORTED_FAULTS"]
+__all__ = ["MerlinSim", "SUPPORTED_FAULTS", "INEXPRESSIBLE"]

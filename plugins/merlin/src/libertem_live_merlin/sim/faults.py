@@ -55,7 +55,7 @@ SUPPORTED_FAULTS = frozenset({
     FaultKind.RESTART_BETWEEN,
 })
 
-UNSUPPORTED_FAULTS = {
+INEXPRESSIBLE = {
     FaultKind.NEVER_ENDS: "the MPX stream has no end-of-series message to withhold",
 }
 
@@ -73,7 +73,7 @@ def merlin_fault(fault: str | Fault | FaultKind | None) -> Optional[Fault]:
     if f.kind not in SUPPORTED_FAULTS:
         raise ValueError(
             f"the Merlin simulator cannot inject {f.kind.value!r}: "
-            f"{UNSUPPORTED_FAULTS.get(f.kind, 'not supported')}; it can: "
+            f"{INEXPRESSIBLE.get(f.kind, 'not supported')}; it can: "
             f"{', '.join(sorted(k.value for k in SUPPORTED_FAULTS))}")
     return f
 
@@ -87,5 +87,5 @@ def fault_frame(fault: Fault, nimages: int) -> int:
     return max(0, min(fault.at(nimages), last))
 
 
-__all__ = ["SUPPORTED_FAULTS", "UNSUPPORTED_FAULTS", "merlin_fault", "fault_frame",
+__all__ = ["SUPPORTED_FAULTS", "INEXPRESSIBLE", "merlin_fault", "fault_frame",
            "GARBAGE", "OTHER_DEPTH"]
