@@ -48,9 +48,10 @@ def main() -> None:
                                                data_host="127.0.0.1", data_port=sim.zmqport)
     versions: dict[int, tuple[int, int]] = {}
 
-    def note() -> None:
+    def note() -> None:  # runs in the hook: the ledger at publication, nothing copied
         cur = dash.state.current
-        versions.setdefault(cur.version, (cur.processed, cur.run_id))
+        processed = cur.ledger.processed if cur.ledger is not None else 0
+        versions.setdefault(cur.version, (processed, cur.run_id))
     dash.state.add_listener(note)
     arrivals: list[tuple[float, int]] = []
     stop = threading.Event()

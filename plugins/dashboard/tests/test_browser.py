@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import os
 import socket
+import statistics
 import time
 from pathlib import Path
 
@@ -133,29 +134,94 @@ def _stalled_websocket(port: int) -> socket.socket:
     return s
 
 
-def _rate(live: Live, scans: int) -> float:
-    """Frames per second of the next ``scans`` complete scans."""
+def _scan_rates(live: Live, scans: int) -> list[float]:
+    """Frames per second (the ledger's processed frames over the run's time)
+    of the next ``scans`` complete scans, not counting one that is under way."""
     state = live.dash.state
-    start = len(state.snapshots())
-    wait_for(lambda: len(state.snapshots()) >= min(start + scans, state.history.maxlen),
-             what="scans")
-    shots = state.snapshots()[-scans:]
-    return sum(s.fps for s in shots) / len(shots)
+    first = (state.current.run_id or 0) + 1
+
+    def done():
+        got = [s for s in state.snapshots() if s.run_id is not None and s.run_id > first]
+        return got if len(got) >= scans else None
+    return [s.fps for s in wait_for(done, what=f"{scans} scans")[:scans]]
+
+
+class HookClock:
+    """Wall time of every call of the dashboard's result hooks (the time the
+    acquisition's thread spends in them), measured around the calls."""
+
+    def __init__(self, state) -> None:
+        self.calls: list[float] = []
+        for name in ("started", "partial", "ended"):
+            setattr(state, name, self._timed(getattr(state, name)))
+
+    def _timed(self, fn):
+        def call(env):
+            t0 = time.perf_counter()
+            try:
+                fn(env)
+            finally:
+                self.calls.append(time.perf_counter() - t0)
+        return call
 
 
 def test_a_page_that_stops_reading_does_not_slow_the_acquisition(browser, ctx, data) -> None:
-    live = Live(ctx, data, pause_s=0.0, history=20).start()
+    """The acquisition never waits for a browser.
+
+    What must hold anywhere: the hooks only swap references (measured about
+    0.1 ms a call, 1-2 % of the run's time with a page open; the old ones
+    that rendered in the hook took 6-9 ms, 50 ms with a page), and two
+    websocket clients that stop reading leave the frame rate as it is
+    (scans with them compared with the scans just before, pair by pair:
+    other processes on this machine move the rate alone between 4000 and
+    13000 frames/s within seconds).  A rendering Chromium page on the same
+    two cores takes 0.45-0.65 of a core from an acquisition that uses both;
+    measured 0.32-1.0 of the rate alone.  Its bound is loose on purpose: CPU
+    taken by the browser is not waiting, and the hook clock catches waiting.
+    """
+    live = Live(ctx, data, pause_s=0.0, history=60)
+    clock = HookClock(live.dash.state)
+    live.start()
+    median = statistics.median
     try:
-        alone = _rate(live, 5)
-        stalled = [_stalled_websocket(live.port) for _ in range(2)]
+        _scan_rates(live, 2)  # warm-up
+        alone, stalled, ratios, held = [], [], [], []
+        for _ in range(5):
+            before = _scan_rates(live, 2)
+            socks = [_stalled_websocket(live.port) for _ in range(2)]
+            opened = time.monotonic()
+            during = _scan_rates(live, 2)
+            held.append((time.monotonic() - opened,
+                         [c["updates"] for c in live.dash.server.stats()]))
+            for s in socks:
+                s.close()
+            alone += before
+            stalled += during
+            ratios.append(median(during) / median(before))
         d = browser()
         open_page(d, live)
-        with_pages = _rate(live, 5)
-        updates = [c["updates"] for c in live.dash.server.stats()]
-        for s in stalled:
-            s.close()
+        clock.calls.clear()
+        t0 = time.monotonic()
+        with_page = _scan_rates(live, 8)
+        in_hooks = sum(clock.calls) / (time.monotonic() - t0)
+        calls = sorted(clock.calls)
+        page_updates = d.execute_script("return window.__dash.updates")
     finally:
         live.close()
-    assert sorted(updates)[:2] <= [3, 3], \
-        f"a client that does not read gets an update per ack timeout at most: {updates}"
-    assert with_pages > 0.5 * alone, (alone, with_pages)
+    from libertem_live_dashboard.server import ACK_TIMEOUT_S
+    for seconds, updates in held:
+        assert max(updates) <= 1 + seconds / ACK_TIMEOUT_S, \
+            f"a client that does not read gets one update per ack timeout at most: {updates}"
+    alone_fps, page_fps = median(alone), median(with_page)
+    rates = (f"frames/s alone {alone_fps:.0f}, with 2 stalled sockets {median(stalled):.0f} "
+             f"(pairwise ratio {median(ratios):.2f}), with 1 page {page_fps:.0f} "
+             f"({page_updates} updates drawn)")
+    p90 = calls[int(0.9 * len(calls))]
+    print(f"{rates}; hook calls median {1e3 * median(calls):.3f} ms, 90 % {1e3 * p90:.3f} ms, "
+          f"{in_hooks:.2%} of the time with a page")
+    assert median(calls) < 1e-3 and p90 < 5e-3, \
+        f"hook calls: median {1e3 * median(calls):.2f} ms, 90 % {1e3 * p90:.2f} ms; {rates}"
+    assert in_hooks < 0.05, f"the acquisition spent {in_hooks:.1%} of its time in the " \
+        f"dashboard's hooks with a page open; {rates}"
+    assert median(ratios) > 0.75, rates
+    assert page_fps > 0.2 * alone_fps and page_updates > 5, rates

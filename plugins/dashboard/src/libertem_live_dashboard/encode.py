@@ -38,33 +38,46 @@ class Plane:
 
 
 def robust_limits(values: np.ndarray) -> tuple[float, float]:
-    v = np.asarray(values, dtype=np.float32).reshape(-1)
+    """The LO_PCT and HI_PCT percentiles (nearest rank: colour limits need no
+    interpolation) of the finite values, from a regular subset of at most
+    MAX_SAMPLES; one partition instead of ``np.percentile``, which costs
+    several times more for the small images a dashboard mostly has."""
+    v = np.asarray(values).reshape(-1)
+    if v.size > MAX_SAMPLES:
+        v = v[:: v.size // MAX_SAMPLES]
     v = v[np.isfinite(v)]
     if v.size == 0:
         return 0.0, 1.0
-    if v.size > MAX_SAMPLES:
-        v = v[:: v.size // MAX_SAMPLES]
-    lo, hi = np.percentile(v, [LO_PCT, HI_PCT])
+    last = v.size - 1
+    k_lo, k_hi = int(round(LO_PCT / 100 * last)), int(round(HI_PCT / 100 * last))
+    part = np.partition(v, (k_lo, k_hi))
+    lo, hi = float(part[k_lo]), float(part[k_hi])
     if not hi > lo:
         hi = lo + 1.0
-    return float(lo), float(hi)
+    return lo, hi
 
 
 def quantise(a: np.ndarray, valid: np.ndarray | None, *, log: bool = False,
              limits: tuple[float, float] | None = None) -> tuple[np.ndarray, float, float]:
     """uint8 pixels (0 where not valid) and the limits used, in display units
-    (log1p of the value for ``log``)."""
-    a = np.asarray(a, dtype=np.float32)
+    (log1p of the value for ``log``).  One float32 work array, changed in
+    place: a 512 x 512 sum frame at the update rate is the biggest image."""
+    a = np.asarray(a)
     if a.ndim != 2:
         a = a.reshape(a.shape[0], -1) if a.ndim > 2 else a.reshape(1, -1)
         valid = None if valid is None else np.asarray(valid).reshape(a.shape)
+    work = np.array(a, dtype=np.float32)
     if log:
-        a = np.log1p(np.maximum(a, 0))
+        np.maximum(work, 0, out=work)
+        np.log1p(work, out=work)
     if limits is None:
-        limits = robust_limits(a if valid is None else a[valid])
+        limits = robust_limits(work if valid is None else work[valid])
     lo, hi = limits
-    q = np.clip((a - lo) * (254.0 / (hi - lo)), 0, 254)
-    q = (q + 1.5).astype(np.uint8)
+    work -= lo
+    work *= 254.0 / (hi - lo)
+    np.clip(work, 0, 254, out=work)
+    work += 1.5
+    q = work.astype(np.uint8)
     if valid is not None:
         q[~valid] = 0
     return q, lo, hi
@@ -95,7 +108,7 @@ def planes_of(images: dict[str, np.ndarray], damage: np.ndarray | None) -> list[
     return out
 
 
-def changed_rect(prev: np.ndarray | None, cur: np.ndarray) -> tuple[int, int, int, int] | None:
+def bounding_rect(prev: np.ndarray | None, cur: np.ndarray) -> tuple[int, int, int, int] | None:
     """(y, x, h, w) of the smallest rectangle holding every changed pixel;
     the whole image when there is no previous one or the shapes differ, None
     when nothing changed."""
@@ -108,15 +121,46 @@ def changed_rect(prev: np.ndarray | None, cur: np.ndarray) -> tuple[int, int, in
         return None
     cols = np.flatnonzero(diff[rows[0]:rows[-1] + 1].any(axis=0))
     y0, y1, x0, x1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
-    if (y1 - y0) * (x1 - x0) > RECT_FRACTION * h * w:
-        return (0, 0, h, w)
     return (y0, x0, y1 - y0, x1 - x0)
 
 
-def pack(header: dict[str, Any], planes: list[tuple[Plane, tuple[int, int, int, int]]],
-         extra: list[tuple[dict[str, Any], np.ndarray]] = ()) -> bytes:
-    """One binary message: the header (with an ``images`` list added) and the
-    pixels of each plane's rectangle, then ``extra`` raw uint8 images."""
+def worth_whole(rect: tuple[int, int, int, int],
+                shape: tuple[int, ...]) -> tuple[int, int, int, int]:
+    """The whole image instead of ``rect`` when the rectangle is most of it
+    (a second copy of the same pixels costs the page more than a few bytes)."""
+    h, w = shape
+    if rect[2] * rect[3] > RECT_FRACTION * h * w:
+        return (0, 0, h, w)
+    return rect
+
+
+def union_rect(a: tuple[int, int, int, int] | None, b: tuple[int, int, int, int] | None,
+               shape: tuple[int, ...]) -> tuple[int, int, int, int] | None:
+    """The smallest rectangle holding both (either may be None: nothing),
+    clipped to ``shape``."""
+    if a is None or b is None:
+        r = a if b is None else b
+        if r is None:
+            return None
+    else:
+        y0, x0 = min(a[0], b[0]), min(a[1], b[1])
+        r = (y0, x0, max(a[0] + a[2], b[0] + b[2]) - y0, max(a[1] + a[3], b[1] + b[3]) - x0)
+    h, w = shape
+    y0, x0 = min(r[0], h), min(r[1], w)
+    return (y0, x0, min(r[2], h - y0), min(r[3], w - x0))
+
+
+def changed_rect(prev: np.ndarray | None, cur: np.ndarray) -> tuple[int, int, int, int] | None:
+    """What to send of ``cur`` to a page that has ``prev``: the changed
+    rectangle, the whole image when that is most of it, None when nothing
+    changed."""
+    rect = bounding_rect(prev, cur)
+    return None if rect is None else worth_whole(rect, cur.shape)
+
+
+def pack_images(planes: list[tuple[Plane, tuple[int, int, int, int]]]
+                ) -> tuple[list[dict[str, Any]], bytes]:
+    """The image list of a header and the pixels of each plane's rectangle."""
     chunks: list[bytes] = []
     offset = 0
     listed = []
@@ -127,6 +171,16 @@ def pack(header: dict[str, Any], planes: list[tuple[Plane, tuple[int, int, int, 
                        "log": plane.log, "unit": plane.unit})
         chunks.append(data)
         offset += len(data)
+    return listed, b"".join(chunks)
+
+
+def pack_message(header: dict[str, Any], listed: list[dict[str, Any]], body: bytes,
+                 extra: list[tuple[dict[str, Any], np.ndarray]] = ()) -> bytes:
+    """One binary message from packed images (:func:`pack_images`, shared by
+    every page that needs the same rectangles) and ``extra`` raw uint8 images."""
+    listed = list(listed)
+    chunks = [body]
+    offset = len(body)
     for meta, pixels in extra:
         data = np.ascontiguousarray(pixels, dtype=np.uint8).tobytes()
         h, w = pixels.shape
@@ -135,6 +189,14 @@ def pack(header: dict[str, Any], planes: list[tuple[Plane, tuple[int, int, int, 
         offset += len(data)
     head = json.dumps(dict(header, images=listed), separators=(",", ":")).encode()
     return struct.pack("<I", len(head)) + head + b"".join(chunks)
+
+
+def pack(header: dict[str, Any], planes: list[tuple[Plane, tuple[int, int, int, int]]],
+         extra: list[tuple[dict[str, Any], np.ndarray]] = ()) -> bytes:
+    """One binary message: the header (with an ``images`` list added) and the
+    pixels of each plane's rectangle, then ``extra`` raw uint8 images."""
+    listed, body = pack_images(planes)
+    return pack_message(header, listed, body, extra)
 
 
 def unpack(message: bytes) -> tuple[dict[str, Any], dict[str, np.ndarray]]:

@@ -1,12 +1,19 @@
 """The web server: one page, its static files, one websocket per browser.
 
-aiohttp runs in a thread of its own with its own event loop.  Each browser
-gets a sender task that waits until (a) something new was published, (b) the
-browser acknowledged the previous update (it does so after drawing, in
-``requestAnimationFrame``, so updates never outpace its screen) and (c) at
-least ``1/max_fps`` passed; then it sends the newest state, as the changed
-rectangles of what that browser already has.  Nothing is queued per
-browser, so a slow or stalled one only sees fewer updates.
+aiohttp runs in a thread of its own with its own event loop.  The result
+hooks wake nobody: while browsers are connected, a ticker looks for a newer
+published state ``max_fps`` times a second and wakes the browsers that are
+ready for one.  A browser is ready when it acknowledged the previous update
+(it does so after drawing, in ``requestAnimationFrame``, so updates never
+outpace its screen) and ``1/max_fps`` passed since the last one.
+
+The newest state is rendered (copied, colour limits, 8-bit, the changed
+rectangle against the render before) in a worker thread, once for all
+browsers and at most ``max_fps`` times a second; states no browser asks for
+are never rendered.  A browser then gets the union of the changed rectangles
+since the render it already has, so nothing per browser depends on the
+number of pixels except the bytes sent.  Nothing is queued per browser: a
+slow or stalled one only sees fewer updates.
 """
 from __future__ import annotations
 
@@ -32,6 +39,10 @@ log = logging.getLogger(__name__)
 
 #: A browser that has not acknowledged an update for this long gets the next one anyway.
 ACK_TIMEOUT_S = 5.0
+#: Renders kept for changed rectangles; a browser further behind gets whole images.
+CHAIN_LENGTH = 32
+#: Packed image sets kept per render (one per distinct render the browsers have).
+BODIES_KEPT = 8
 
 
 def is_loopback(host: str) -> bool:
@@ -44,14 +55,51 @@ def is_loopback(host: str) -> bool:
 
 
 @dataclass(eq=False)
+class Rendered:
+    """A snapshot made ready to send, shared by every browser.
+
+    ``changed`` says, per image, which rectangle differs from the render
+    before it in the live chain (``seq`` consecutive; None for a scan of the
+    history, which is sent whole)."""
+
+    snap: Snapshot
+    planes: dict[str, encode.Plane]
+    changed: dict[str, tuple[int, int, int, int] | None]
+    damage: np.ndarray | None
+    fields: dict[str, Any]
+    seq: int | None = None
+    bodies: dict[Any, tuple[list[dict[str, Any]], bytes]] = field(default_factory=dict)
+
+
+def render(snap: Snapshot, prev: Rendered | None) -> Rendered:
+    """Runs in a worker thread: everything that costs per pixel."""
+    views = snap.views()
+    planes = {p.name: p for p in encode.planes_of(views.images, views.damage)}
+    changed = {}
+    for name, plane in planes.items():
+        before = prev.planes.get(name) if prev is not None else None
+        changed[name] = encode.bounding_rect(None if before is None else before.pixels,
+                                             plane.pixels)
+    fields = {
+        "type": "update", "version": snap.version, "run_id": snap.run_id,
+        "status": snap.status, "detector": snap.detector, "mode": snap.mode,
+        "nav_shape": list(snap.nav_shape), "sig_shape": list(snap.sig_shape),
+        "ledger": snap.ledger_dict(), "fps": round(snap.fps, 1),
+        "elapsed_s": round(snap.elapsed_s, 3), "regions": snap.regions,
+        "processed": views.processed,
+    }
+    return Rendered(snap=snap, planes=planes, changed=changed, damage=views.damage,
+                    fields=fields)
+
+
+@dataclass(eq=False)
 class Client:
     ws: web.WebSocketResponse
     peer: str
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     acked: bool = True
     last_send: float = 0.0
-    sent_version: int = -1
-    sent: dict[str, np.ndarray] = field(default_factory=dict)
+    base: Rendered | None = None
     pick: tuple[int, int] | None = None
     frame_key: Any = None
     history: int | None = None
@@ -78,6 +126,13 @@ class DashboardServer:
         self._runner: web.AppRunner | None = None
         self._ready = threading.Event()
         self._error: BaseException | None = None
+        self._chain: deque[Rendered] = deque(maxlen=CHAIN_LENGTH)
+        self._seq = 0
+        self._rendering: asyncio.Future | None = None
+        self._rendered_at = 0.0
+        self._ticker: asyncio.Future | None = None
+        self._render_failed = False
+        self.renders = 0
 
     # --- lifecycle ---------------------------------------------------------------------
     @property
@@ -94,11 +149,9 @@ class DashboardServer:
         if self._error is not None:
             raise OSError(f"the dashboard cannot listen on {self.host}:{self.port}: "
                           f"{self._error}; choose another --port or --host") from self._error
-        self.state.add_listener(self._on_publish)
         return self
 
     def stop(self) -> None:
-        self.state.remove_listener(self._on_publish)
         loop = self._loop
         if loop is None or loop.is_closed():
             return
@@ -141,20 +194,24 @@ class DashboardServer:
         self.port = sock.getsockname()[1]
 
     async def _shutdown(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
         for c in list(self.clients):
             await c.ws.close()
         if self._runner is not None:
             await self._runner.cleanup()
 
-    def _on_publish(self) -> None:
-        """Called from the acquisition's thread: only schedules a wake-up."""
-        loop = self._loop
-        if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(self._wake_all)
-
-    def _wake_all(self) -> None:
-        for c in self.clients:
-            c.wake.set()
+    async def _tick(self) -> None:
+        """While browsers are connected: wake the ready ones when a state newer
+        than the last render was published (polled: the hooks signal nothing)."""
+        gap = 1.0 / self.max_fps
+        while self.clients:
+            await asyncio.sleep(gap)
+            last = self._chain[-1].snap if self._chain else None
+            if self.state.current is not last:
+                for c in self.clients:
+                    if c.acked:
+                        c.wake.set()
 
     # --- HTTP ----------------------------------------------------------------------------
     def _authorised(self, request: web.Request) -> bool:
@@ -189,6 +246,8 @@ class DashboardServer:
         await ws.prepare(request)
         client = Client(ws=ws, peer=str(request.remote))
         self.clients.add(client)
+        if self._ticker is None or self._ticker.done():
+            self._ticker = asyncio.ensure_future(self._tick())
         sender = asyncio.ensure_future(self._send_loop(client))
         client.wake.set()
         try:
@@ -222,19 +281,101 @@ class DashboardServer:
             client.pick = None if msg.y is None else (msg.y, msg.x)
         elif isinstance(msg, messages.View):
             client.history = msg.history
-            client.sent_version = -1
         client.wake.set()
 
-    def _snapshot_for(self, client: Client) -> Snapshot:
+    async def _target(self, client: Client) -> Rendered | None:
+        """The render this browser should have now: a scan of the history it
+        looks at, or the newest live state."""
         if client.history is not None:
             shots = self.state.snapshots()
             if client.history < len(shots):
-                return shots[client.history]
-        return self.state.current
+                snap = shots[client.history]
+                done = snap.cache.get("rendered")
+                if done is None:
+                    done = await asyncio.to_thread(render, snap, None)
+                    snap.cache["rendered"] = done
+                return done
+        return await self._live()
 
-    def _has_news(self, client: Client) -> bool:
-        snap = self._snapshot_for(client)
-        return snap.version != client.sent_version or _frame_key(client, snap) != client.frame_key
+    async def _live(self) -> Rendered | None:
+        """The newest render, rendering the newest state if none is under way
+        and the last render is at least ``1/max_fps`` old: however many
+        browsers ask, a state is rendered once and at most ``max_fps`` times
+        a second."""
+        last = self._chain[-1] if self._chain else None
+        if last is not None and last.snap is self.state.current:
+            return last
+        if self._rendering is None:
+            if last is not None and time.monotonic() - self._rendered_at < 1.0 / self.max_fps:
+                return last
+            self._rendered_at = time.monotonic()
+            self._rendering = asyncio.ensure_future(self._render_live(last))
+        return await asyncio.shield(self._rendering)
+
+    async def _render_live(self, prev: Rendered | None) -> Rendered | None:
+        try:
+            done = await asyncio.to_thread(render, self.state.current, prev)
+        except Exception:
+            if not self._render_failed:
+                self._render_failed = True
+                log.exception("the dashboard could not render the newest state; "
+                              "the page keeps the last one")
+            return prev
+        finally:
+            self._rendering = None
+        done.seq = self._seq
+        self._seq += 1
+        self._chain.append(done)
+        self.renders += 1
+        return done
+
+    def _rects(self, base: Rendered | None, target: Rendered
+               ) -> dict[str, tuple[int, int, int, int] | None]:
+        """Per image, what a browser holding ``base`` needs of ``target``: the
+        union of the changed rectangles of the renders in between (whole
+        images where the chain does not reach back to ``base``)."""
+        if base is target:
+            return {name: None for name in target.planes}
+        between: list[Rendered] | None = None
+        chain = self._chain
+        if (base is not None and base.seq is not None and target.seq is not None
+                and chain and base.seq < target.seq and base.seq + 1 >= chain[0].seq
+                and target.seq <= chain[-1].seq):
+            first = chain[0].seq
+            between = [chain[s - first] for s in range(base.seq + 1, target.seq + 1)]
+        out = {}
+        for name, plane in target.planes.items():
+            shape = plane.pixels.shape
+            had = base.planes.get(name) if base is not None else None
+            if between is None or had is None or had.pixels.shape != shape:
+                out[name] = (0, 0) + shape
+                continue
+            rect = None
+            for r in between:
+                rect = encode.union_rect(rect, r.changed.get(name, (0, 0) + shape), shape)
+            out[name] = None if rect is None else encode.worth_whole(rect, shape)
+        return out
+
+    def _images_for(self, client: Client, target: Rendered
+                    ) -> tuple[list[dict[str, Any]], bytes]:
+        """The packed images a browser holding ``client.base`` needs, shared
+        with every browser that holds the same render."""
+        base = client.base
+        if base is target:
+            key: Any = "same"
+        elif base is not None and base.seq is not None:
+            key = base.seq
+        else:
+            key = "whole"
+        got = target.bodies.get(key)
+        if got is None:
+            rects = self._rects(base, target)
+            got = encode.pack_images([(target.planes[n], r) for n, r in rects.items()
+                                      if r is not None])
+            if len(target.bodies) >= BODIES_KEPT:
+                target.bodies.clear()
+            target.bodies[key] = got
+        return got
 
     async def _send_loop(self, client: Client) -> None:
         min_gap = 1.0 / self.max_fps
@@ -246,15 +387,16 @@ class DashboardServer:
                     client.acked = True
                 client.wake.clear()
                 continue
-            if not self._has_news(client):
-                await client.wake.wait()
-                client.wake.clear()
-                continue
             gap = client.last_send + min_gap - time.monotonic()
             if gap > 0:
                 await asyncio.sleep(gap)
-            message = await asyncio.to_thread(self._encode_for, client,
-                                              self._snapshot_for(client))
+            target = await self._target(client)
+            if target is None or (target is client.base
+                                  and _frame_key(client, target) == client.frame_key):
+                await client.wake.wait()
+                client.wake.clear()
+                continue
+            message = self._message(client, target)
             client.acked = False
             client.last_send = time.monotonic()
             try:
@@ -264,38 +406,24 @@ class DashboardServer:
             client.bytes_sent += len(message)
             client.updates_sent += 1
 
-    def _encode_for(self, client: Client, snap: Snapshot) -> bytes:
-        planes = snap.cache.get("planes")
-        if planes is None:
-            planes = encode.planes_of(snap.images, snap.damage)
-            snap.cache["planes"] = planes
-        parts = []
-        for plane in planes:
-            rect = encode.changed_rect(client.sent.get(plane.name), plane.pixels)
-            if rect is not None:
-                parts.append((plane, rect))
-                client.sent[plane.name] = plane.pixels
+    def _message(self, client: Client, target: Rendered) -> bytes:
+        listed, body = self._images_for(client, target)
+        client.base = target
         extra = []
-        frame_key = _frame_key(client, snap)
+        frame_key = _frame_key(client, target)
         if frame_key != client.frame_key:
             client.frame_key = frame_key
-            frame = self._frame_at(snap, client.pick)
+            frame = self._frame_at(target, client.pick)
             if frame is not None:
                 extra.append(frame)
-        client.sent_version = snap.version
-        header = {
-            "type": "update", "version": snap.version, "run_id": snap.run_id,
-            "status": snap.status, "detector": snap.detector, "mode": snap.mode,
-            "nav_shape": list(snap.nav_shape), "sig_shape": list(snap.sig_shape),
-            "ledger": snap.ledger, "fps": round(snap.fps, 1), "elapsed_s": round(snap.elapsed_s, 3),
-            "regions": snap.regions, "processed": snap.processed,
-            "history": {"count": len(self.state.history), "index": client.history},
-            "sent_at": time.time(),
-        }
-        return encode.pack(header, parts, extra)
+        header = dict(target.fields, history={"count": len(self.state.history),
+                                              "index": client.history},
+                      sent_at=time.time())
+        return encode.pack_message(header, listed, body, extra)
 
     @staticmethod
-    def _frame_at(snap: Snapshot, pick: tuple[int, int] | None) -> Any:
+    def _frame_at(target: Rendered, pick: tuple[int, int] | None) -> Any:
+        snap = target.snap
         thumbs = snap.thumbs
         if pick is None or thumbs is None or len(snap.nav_shape) < 1:
             return None
@@ -307,9 +435,9 @@ class DashboardServer:
         except IndexError:
             return None
         valid = True
-        if snap.damage is not None:
+        if target.damage is not None:
             try:
-                valid = bool(np.asarray(snap.damage)[idx])
+                valid = bool(target.damage[idx])
             except IndexError:
                 valid = False
         q, lo, hi = encode.quantise(frame, None, log=True)
@@ -324,18 +452,18 @@ class DashboardServer:
                  "acks": len(c.acks)} for c in list(self.clients)]
 
 
-def _frame_key(client: Client, snap: Snapshot) -> Any:
+def _frame_key(client: Client, target: Rendered) -> Any:
     """What the frame under a browser's pointer depends on: a scanned position's
     thumbnail never changes within a run, so it is sent once."""
     if client.pick is None:
         return None
     scanned = False
-    if snap.damage is not None:
+    if target.damage is not None:
         try:
-            scanned = bool(np.asarray(snap.damage)[client.pick])
+            scanned = bool(target.damage[client.pick])
         except IndexError:
             pass
-    return (client.pick, snap.run_id, id(snap.thumbs), scanned)
+    return (client.pick, target.snap.run_id, id(target.snap.thumbs), scanned)
 
 
 _STATIC = {"index.html": "text/html", "app.js": "text/javascript", "style.css": "text/css"}

@@ -1,9 +1,15 @@
 """The latest state of the acquisition a dashboard shows, and the last scans.
 
-Written by the result hooks (on the thread that merges results), read by the
-web server (its own thread).  The hooks only copy a few arrays and swap one
-reference; there is no queue, so a slow browser can never make the
-acquisition wait: it gets whatever is newest when it asks.
+Written by the result hooks, read by the web server (its own thread).  The
+hooks run in the thread that merges results, between two merges, so they
+only take references: to the UDF's result arrays, the damage mask and the
+ledger snapshot, and swap one reference.  They copy nothing, compute
+nothing, make no system call and wake nobody (a release of the GIL there
+can cost the acquisition a whole switch interval, 5 ms, when another
+thread is busy).  The server polls for a newer version at its update rate
+and copies the arrays only for a state it will send (:meth:`Snapshot.views`).
+
+There is no queue: a slow browser gets whatever is newest when it asks.
 """
 from __future__ import annotations
 
@@ -15,18 +21,41 @@ from typing import Any, Callable
 
 import numpy as np
 
-from libertem_live_dashboard import hub
+from libertem_live_dashboard import hub, release
 from libertem_live_dashboard.udf import DashboardUDF
 
-#: Partial results closer together than this are not copied (the next one is).
-MIN_COPY_INTERVAL_S = 0.005
 #: How many scans of the history keep their thumbnails (frame under the pointer).
 THUMBS_KEPT = 2
+#: Without the dashboard's UDF, the results of other UDFs (LiberTEM computes
+#: them on access, which costs) are looked at no more often than this.
+OTHER_UDFS_INTERVAL_S = 0.05
+#: The dashboard UDF's images, in the order the page lists them.
+IMAGE_NAMES = ("sum", "bf", "adf", "com_y", "com_x")
+#: ``Snapshot.damage_source`` of a complete scan: every position is valid.
+ALL_SCANNED = "all"
 
 
-@dataclass
+@dataclass(frozen=True)
+class Views:
+    """Copies of what a snapshot shows, taken once in the server's thread."""
+
+    images: dict[str, np.ndarray]
+    damage: np.ndarray | None
+    processed: int
+
+
+@dataclass(eq=False)
 class Snapshot:
-    """One published state; never changed after publication."""
+    """One published state; never changed after publication (except the
+    thumbnails of old scans, dropped to bound memory).
+
+    ``sources`` and ``damage_source`` are LiberTEM's own arrays of the run,
+    referenced, not copied: they may still be written by the acquisition
+    (newer data than the version says), so readers use :meth:`views`, which
+    copies the damage mask first and the images after it.  A position marked
+    done in the mask is then final in the images, because LiberTEM merges a
+    partition's results before it marks the partition done.
+    """
 
     version: int
     run_id: int | None = None
@@ -35,17 +64,60 @@ class Snapshot:
     mode: str = ""
     nav_shape: tuple[int, ...] = ()
     sig_shape: tuple[int, ...] = ()
-    images: dict[str, np.ndarray] = field(default_factory=dict)
+    sources: dict[str, np.ndarray] = field(default_factory=dict)
+    damage_source: Any = None
     thumbs: np.ndarray | None = None
     thumb_bin: int = 1
-    damage: np.ndarray | None = None
-    ledger: dict[str, Any] = field(default_factory=dict)
+    ledger: Any = None
     fps: float = 0.0
     elapsed_s: float = 0.0
     regions: dict[str, list[float]] = field(default_factory=dict)
     published_at: float = 0.0
-    processed: int = 0
     cache: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._views_lock = threading.Lock()
+
+    def views(self) -> Views:
+        """The images and the damage mask, copied on the first call."""
+        with self._views_lock:
+            got = self.cache.get("views")
+            if got is None:
+                got = self.cache["views"] = _copy_views(self.sources, self.damage_source,
+                                                        self.nav_shape)
+            return got
+
+    @property
+    def images(self) -> dict[str, np.ndarray]:
+        return self.views().images
+
+    @property
+    def damage(self) -> np.ndarray | None:
+        return self.views().damage
+
+    @property
+    def processed(self) -> int:
+        return self.views().processed
+
+    def ledger_dict(self) -> dict[str, Any]:
+        led = self.ledger
+        if led is None:
+            return {}
+        d = dict(led) if isinstance(led, dict) else led.as_dict()
+        d.pop("notes", None)
+        return d
+
+
+def _copy_views(sources: dict[str, np.ndarray], damage_source: Any,
+                nav_shape: tuple[int, ...]) -> Views:
+    damage: np.ndarray | None = None
+    if isinstance(damage_source, str):
+        damage = np.ones(nav_shape, dtype=bool)
+    elif damage_source is not None:
+        damage = np.array(damage_source, dtype=bool)
+    images = {name: np.array(a, dtype=np.float32) for name, a in sources.items()}
+    processed = int(np.count_nonzero(damage)) if damage is not None else 0
+    return Views(images=images, damage=damage, processed=processed)
 
 
 class LiveState:
@@ -59,10 +131,11 @@ class LiveState:
         self.history: deque[Snapshot] = deque(maxlen=max(1, int(history)))
         self.regions: dict[str, list[float]] | None = None
         self._regions_sent: dict[int, Any] = {}
-        self._last_copy = 0.0
         self._rate: tuple[float, int] | None = None
+        self._other_udfs_at = 0.0
         self.run_started: dict[int, float] = {}
         self.aq: Any = None
+        release.start()
 
     # --- wiring ----------------------------------------------------------------------
     def attach(self) -> LiveState:
@@ -73,6 +146,8 @@ class LiveState:
         hub.unregister(self)
 
     def add_listener(self, fn: Callable[[], None]) -> None:
+        """``fn()`` is called after each publication, in the publishing thread
+        (often the acquisition's): it must be as cheap as a hook."""
         self._listeners.append(fn)
 
     def remove_listener(self, fn: Callable[[], None]) -> None:
@@ -85,10 +160,10 @@ class LiveState:
             snap = replace(self.current, version=self._version, published_at=time.monotonic(),
                            cache={}, **changes)
             self.current = snap
-        for fn in list(self._listeners):
+        for fn in self._listeners:
             try:
                 fn()
-            except Exception:  # a closed event loop, say: never the acquisition's problem
+            except Exception:  # a listener's failure is never the acquisition's problem
                 pass
         return snap
 
@@ -106,56 +181,66 @@ class LiveState:
         with self._lock:
             return list(self.history)
 
-    # --- called by the result hooks --------------------------------------------------
+    # --- called by the result hooks: references only ---------------------------------
     def started(self, env: Any) -> None:
         self.aq = env.aq
         self._rate = None
+        self._other_udfs_at = 0.0
         udf = _dashboard_udf(env.udfs)
         regions = self.regions or (
             {"bf": list(udf.params.bf), "adf": list(udf.params.adf)} if udf else {})
         self._publish(
             run_id=env.run_id, status="running", detector=env.detector, mode=env.mode,
-            nav_shape=tuple(env.nav_shape), sig_shape=tuple(env.sig_shape), images={},
-            thumbs=None, damage=None, ledger={}, fps=0.0, elapsed_s=0.0, regions=regions,
-            processed=0,
+            nav_shape=tuple(env.nav_shape), sig_shape=tuple(env.sig_shape), sources={},
+            damage_source=None, thumbs=None, ledger=None, fps=0.0, elapsed_s=0.0,
+            regions=regions,
         )
 
     def partial(self, env: Any) -> None:
         udf = _dashboard_udf(env.udfs)
-        if udf is not None and self.regions is not None:
-            wanted = (tuple(self.regions["bf"]), tuple(self.regions["adf"]))
+        regions = self.regions
+        if udf is not None and regions is not None:
+            wanted = (tuple(regions["bf"]), tuple(regions["adf"]))
             if (tuple(udf.params.bf), tuple(udf.params.adf)) != wanted \
                     and self._regions_sent.get(env.run_id) != wanted:
                 env.update_parameters(udf, bf=wanted[0], adf=wanted[1])
                 self._regions_sent[env.run_id] = wanted
         now = time.monotonic()
-        if now - self._last_copy < MIN_COPY_INTERVAL_S:
-            return
-        self._last_copy = now
         ledger = env.ledger
         fps = self._instant_rate(now, ledger.processed,
                                  ledger.processed / env.elapsed_s if env.elapsed_s > 0 else 0.0)
-        self._publish(status="running", **self._views(env.udfs, env.buffers, env.damage),
-                      ledger=_ledger_dict(ledger), fps=fps, elapsed_s=env.elapsed_s)
+        if udf is not None:
+            views = self._dashboard_views(udf)
+        elif now - self._other_udfs_at >= OTHER_UDFS_INTERVAL_S:
+            self._other_udfs_at = now
+            views = _other_views(env.buffers)
+        else:
+            views = {}
+        self._publish(status="running", damage_source=env.damage, ledger=ledger, fps=fps,
+                      elapsed_s=env.elapsed_s, **views)
 
     def ended(self, env: Any) -> None:
         views: dict[str, Any] = {}
-        if env.buffers is not None:
-            damage = None
-            try:
-                damage = np.ones(tuple(env.aq.shape.nav), dtype=bool) \
-                    if env.outcome == "complete" else self.current.damage
-            except Exception:
-                pass
-            views = self._views(env.udfs, env.buffers, damage)
+        udf = _dashboard_udf(env.udfs)
+        if udf is not None:
+            views = self._dashboard_views(udf)
+        elif env.buffers is not None:
+            views = _other_views(env.buffers)
+        damage = ALL_SCANNED if env.outcome == "complete" else self.current.damage_source
         status = env.outcome if env.error is None else f"{env.outcome}: {env.error}"
         average = env.ledger.processed / env.elapsed_s if env.elapsed_s > 0 else 0.0
-        snap = self._publish(status=status, ledger=_ledger_dict(env.ledger),
-                             elapsed_s=env.elapsed_s, fps=average, **views)
+        snap = self._publish(status=status, ledger=env.ledger, elapsed_s=env.elapsed_s,
+                             fps=average, damage_source=damage, **views)
         with self._lock:
+            full = len(self.history) == self.history.maxlen
+            dropped: list[Any] = [self.history[0]] if full else []
             self.history.append(snap)
             for old in list(self.history)[:-THUMBS_KEPT]:
-                old.thumbs = None
+                if old.thumbs is not None:
+                    dropped.append(old.thumbs)
+                    old.thumbs = None
+        release.later(dropped)
+        del dropped
         self._regions_sent.pop(env.run_id, None)
         self._publish()  # the history count changed
 
@@ -173,34 +258,33 @@ class LiveState:
         self._rate = (now, processed)
         return (processed - prev[1]) / (now - prev[0])
 
-    def _views(self, udfs: list[Any], buffers: Any, damage: Any) -> dict[str, Any]:
-        """Copies of what the page shows, from the dashboard's UDF or, beside a
-        script without it, from a sum over frames (LiberTEM's SumUDF)."""
-        images: dict[str, np.ndarray] = {}
-        out: dict[str, Any] = {"images": images}
-        for udf, bufs in zip(udfs, buffers):
-            if isinstance(udf, DashboardUDF):
-                for name in ("sum", "bf", "adf", "com_y", "com_x"):
-                    images[name] = np.array(bufs[name].data, dtype=np.float32)
-                out["thumbs"] = bufs["thumb"].data  # by reference: big, read on request
-                out["thumb_bin"] = udf.params.thumb
-                out["regions"] = self.regions or {"bf": list(udf.params.bf),
-                                                  "adf": list(udf.params.adf)}
-                break
-            if "intensity" in bufs and getattr(bufs["intensity"], "kind", "") == "sig":
-                images.setdefault("sum", np.array(bufs["intensity"].data, dtype=np.float32))
-        if damage is not None:
-            d = np.array(damage, dtype=bool)
-            out["damage"] = d
-            out["processed"] = int(d.sum())
-        return out
+    def _dashboard_views(self, udf: DashboardUDF) -> dict[str, Any]:
+        """References to the dashboard UDF's merged result arrays (LiberTEM's
+        own, the same arrays for the whole run), read from the UDF rather than
+        through ``env.buffers``: those LiberTEM builds anew on each access,
+        with a validity mask as big as all thumbnails together."""
+        results = udf.results
+        sources = {name: results.get_buffer(name).data for name in IMAGE_NAMES}
+        return {
+            "sources": sources,
+            "thumbs": results.get_buffer("thumb").data,
+            "thumb_bin": udf.params.thumb,
+            "regions": self.regions or {"bf": list(udf.params.bf),
+                                        "adf": list(udf.params.adf)},
+        }
+
+
+def _other_views(buffers: Any) -> dict[str, Any]:
+    """Beside a script without the dashboard's UDF: the sum frame of a
+    LiberTEM SumUDF, if one runs."""
+    for bufs in buffers:
+        if "intensity" in bufs and getattr(bufs["intensity"], "kind", "") == "sig":
+            return {"sources": {"sum": bufs["intensity"].data}}
+    return {}
 
 
 def _dashboard_udf(udfs: list[Any]) -> DashboardUDF | None:
-    return next((u for u in udfs if isinstance(u, DashboardUDF)), None)
-
-
-def _ledger_dict(snapshot: Any) -> dict[str, Any]:
-    d = snapshot.as_dict()
-    d.pop("notes", None)
-    return d
+    for u in udfs:
+        if isinstance(u, DashboardUDF):
+            return u
+    return None
