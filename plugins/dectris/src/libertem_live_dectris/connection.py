@@ -24,16 +24,23 @@ from libertem_live_dectris.decode import DectrisDecoder
 from libertem_live_dectris.errors import PayloadError
 from libertem_live_dectris.receiver import DectrisFraming, PeerWatch, find_series
 from libertem_live_dectris.wire import MessageError, SeriesConfig, SeriesStart, encoding_for
+from libertem_live_dectris.decode_v2 import DectrisV2Decoder
+from libertem_live_dectris.receiver_v2 import DectrisV2Framing, find_series_v2, series_info
+from libertem_live_dectris.wire_v2 import DEFAULT_CHANNEL, DEFAULT_PORT, SeriesStartV2
 
 
 class DectrisPending(PendingStream):
     """A series the detector announced (passive mode); receiving already."""
 
-    def __init__(self, start: SeriesStart, fmt: FrameFormat, stream: FrameStream):
+    def __init__(self, start: SeriesStart | SeriesStartV2, fmt: FrameFormat, stream: FrameStream):
         self.start = start
         self.series = start.series
-        self.detector_config = dict(start.config.raw)
-        self.nimages = start.config.n_images
+        if isinstance(start, SeriesStartV2):
+            self.detector_config = dict(start.metadata)
+            self.nimages = start.n_images
+        else:
+            self.detector_config = dict(start.config.raw)
+            self.nimages = start.config.n_images
         self.nav_shape: tuple[int, ...] | None = None
         self.format = fmt
         self._stream: FrameStream | None = stream
@@ -48,7 +55,12 @@ class DectrisConnection(BaseConnection):
     before a running acquisition fails; ``api_timeout``: seconds a REST
     request may take.  ``buffer_size``, ``bytes_per_frame``,
     ``frame_stack_size`` and ``huge`` are accepted for scripts written for
-    upstream LiberTEM-live and ignored (the ring is sized by ``ring``)."""
+    upstream LiberTEM-live and ignored (the ring is sized by ``ring``).
+
+    ``stream="v2"`` receives the DECTRIS stream V2 (CBOR, ``format`` = ``cbor``
+    in the stream configuration) on ``stream_port`` instead of stream V1
+    (``legacy``) on ``data_port``; ``channel`` picks the image channel
+    (``threshold_1``, ``threshold_2``, ``difference``, ...)."""
 
     detector_name = "dectris"
 
@@ -57,7 +69,15 @@ class DectrisConnection(BaseConnection):
                  timeout: float = 30.0, api_timeout: float = 5.0,
                  ring: RingConfig | None = None, rcvhwm: int = 8192,
                  buffer_size: int | None = None, bytes_per_frame: int | None = None,
-                 frame_stack_size: int | None = None, huge: bool = False):
+                 frame_stack_size: int | None = None, huge: bool = False,
+                 stream: str = "legacy", stream_port: int = DEFAULT_PORT,
+                 channel: str = DEFAULT_CHANNEL):
+        if stream not in ("legacy", "v1", "v2"):
+            raise ValueError(f"stream must be 'legacy' (stream V1, the default) or 'v2' (the "
+                             f"CBOR stream), got {stream!r}")
+        self.stream = "v2" if stream == "v2" else "legacy"
+        self.stream_port = int(stream_port)
+        self.channel = channel
         self.api_host, self.api_port = api_host, int(api_port)
         self.data_host, self.data_port = data_host, int(data_port)
         self.api_timeout = api_timeout
@@ -70,8 +90,12 @@ class DectrisConnection(BaseConnection):
         self.open()
 
     @property
+    def _stream_port(self) -> int:
+        return self.stream_port if self.stream == "v2" else self.data_port
+
+    @property
     def source(self) -> str:
-        return f"DECTRIS detector at tcp://{self.data_host}:{self.data_port}"
+        return f"DECTRIS detector at tcp://{self.data_host}:{self._stream_port}"
 
     @property
     def where(self) -> str:
@@ -82,7 +106,7 @@ class DectrisConnection(BaseConnection):
     def _connect(self) -> None:
         zmqloop.warmup()
         self._ctx = zmq.Context()
-        self._sock = zmq_pull_socket(self._ctx, f"tcp://{self.data_host}:{self.data_port}",
+        self._sock = zmq_pull_socket(self._ctx, f"tcp://{self.data_host}:{self._stream_port}",
                                      rcvhwm=self.rcvhwm)
         self._peer = PeerWatch(self._sock)
 
@@ -112,6 +136,11 @@ class DectrisConnection(BaseConnection):
         receiver needs (the image count is in the configuration part)."""
         api = self.get_api_client()
         api.setStreamConfig("mode", "enabled")
+        if self.stream == "v2":
+            api.setStreamConfig("format", "cbor")
+            return
+        # stream V1 leaves ``format`` alone (firmware before 2022.1 lacks it); after
+        # a V2 run, PUT stream/api/1.8.0/config/format "legacy" switches back
         api.setStreamConfig("header_detail", "basic")
 
     def get_active_controller(self, **settings: Any) -> DectrisActiveController:
@@ -125,6 +154,13 @@ class DectrisConnection(BaseConnection):
                                 "detector_config": dict(config.raw)}
         if excluded is not None:
             meta["excluded_pixels"] = excluded
+        if self.stream == "v2":
+            # the compression travels with each image in stream V2
+            meta["stream"] = "v2"
+            meta["channel"] = self.channel
+            return FrameFormat(sig_shape=config.shape, dtype=np.dtype(config.dtype),
+                               decoder=DectrisV2Decoder(str(config.dtype), config.shape),
+                               metadata=meta)
         try:
             decoder = DectrisDecoder(encoding_for(config), str(config.dtype), config.shape)
         except (MessageError, PayloadError) as e:
@@ -148,12 +184,50 @@ class DectrisConnection(BaseConnection):
         assert self._sock is not None
         framing = DectrisFraming(self._sock, start, nimages, self.where, peer=self._peer)
         return self.start_stream(nimages, framing,
-                                 name=f"libertem-live-dectris-{start.series}")
+                                 name=f"libertem-live-dectris-{start.series}",
+                                 info={"series": start.series})
+
+    # --- stream V2 -------------------------------------------------------------------------------
+    def frame_format_v2(self, start: SeriesStartV2, *, excluded: np.ndarray | None = None) -> FrameFormat:
+        """How the images of a stream V2 series decode (the chosen channel)."""
+        if self.channel not in start.channels:
+            raise FrameFormatError(
+                f"series {start.series} from {self.where} has channels {list(start.channels)}, "
+                f"not {self.channel!r}; open the connection with channel= one of those")
+        meta: dict[str, Any] = {"detector": "dectris", "series": start.series,
+                                **series_info(start, self.channel)}
+        mask = start.pixel_mask.get(self.channel)
+        if mask is not None:
+            excluded = (mask != 0) if excluded is None else (excluded | (mask != 0))
+        if excluded is not None:
+            meta["excluded_pixels"] = excluded
+        return FrameFormat(sig_shape=start.shape, dtype=np.dtype(start.dtype),
+                           decoder=DectrisV2Decoder(start.dtype.name, start.shape), metadata=meta)
+
+    def find_series_v2(self, timeout: float | None,
+                       series: int | None = None) -> SeriesStartV2 | None:
+        self.check_idle()
+        assert self._sock is not None
+        return find_series_v2(self._sock, timeout, series, self.where)
+
+    def start_series_v2(self, start: SeriesStartV2, nimages: int) -> FrameStream:
+        self.check_idle()
+        assert self._sock is not None
+        framing = DectrisV2Framing(self._sock, start, nimages, self.where, self.channel,
+                                   peer=self._peer)
+        return self.start_stream(nimages, framing, name=f"libertem-live-dectris-{start.series}",
+                                 info=series_info(start, self.channel))
 
     def wait_for_acquisition(self, timeout: float | None = None) -> DectrisPending | None:
         """Wait for a series armed by other software; None after ``timeout`` s."""
         self.check_idle()
         self.enable_stream()
+        if self.stream == "v2":
+            start2 = self.find_series_v2(timeout)
+            if start2 is None:
+                return None
+            fmt = self.frame_format_v2(start2)
+            return DectrisPending(start2, fmt, self.start_series_v2(start2, start2.n_images))
         start = self.find_series(timeout)
         if start is None:
             return None
@@ -163,4 +237,4 @@ class DectrisConnection(BaseConnection):
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
         return (f"<DectrisConnection {state} api=http://{self.api_host}:{self.api_port} "
-                f"data=tcp://{self.data_host}:{self.data_port}>")
+                f"data=tcp://{self.data_host}:{self._stream_port} stream={self.stream}>")

@@ -102,6 +102,14 @@ class DectrisActiveController:
         series = int(reply["sequence id"])
         self.series = series
         try:
+            if conn.stream == "v2":
+                start2 = conn.find_series_v2(self.arm_timeout, series=series)
+                if start2 is None:
+                    raise AcquisitionTimeoutError(
+                        f"the detector was armed (series {series}) but its stream V2 start "
+                        f"message did not arrive on {conn.where} within {self.arm_timeout:g} s: "
+                        "is the stream interface enabled, its format 'cbor' and the port right?")
+                return conn.start_series_v2(start2, nimages)
             start = conn.find_series(self.arm_timeout, series=series)
             if start is None:
                 raise AcquisitionTimeoutError(

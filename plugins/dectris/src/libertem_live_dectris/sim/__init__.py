@@ -1,5 +1,5 @@
-"""The DECTRIS DCU simulator: SIMPLON REST control and a ZeroMQ stream v1,
-synthetic series with a known ground truth or a replayed recording, and the
+"""The DECTRIS DCU simulator: SIMPLON REST control and a ZeroMQ stream (V1, or
+V2 = CBOR), synthetic series with a known ground truth or a replayed recording, and the
 core's stream faults (:mod:`.faults`).
 
 ``python -m libertem_live_dectris.sim --help`` runs it standalone.  Names

@@ -28,12 +28,18 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog=_prog(),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        description="DECTRIS DCU simulator (SIMPLON REST + ZeroMQ stream v1), or write a "
+        description="DECTRIS DCU simulator (SIMPLON REST + ZeroMQ stream V1 or V2), or write a "
                     "synthetic dump file.")
     p.add_argument("--path", help="replay this dump file instead of synthetic data")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on")
     p.add_argument("--port", type=int, default=8910, help="REST port (0 = any free)")
-    p.add_argument("--zmqport", type=int, default=9999, help="ZeroMQ stream port (0 = any free)")
+    p.add_argument("--zmqport", type=int, default=None,
+                   help="ZeroMQ stream port (0 = any free; default 9999 for stream V1, 31001 for V2)")
+    p.add_argument("--stream", default="legacy", choices=["legacy", "v2"],
+                   help="stream format: V1 (legacy JSON parts) or V2 (CBOR); switchable later "
+                        "with PUT stream/api/1.8.0/config/format (legacy / cbor)")
+    p.add_argument("--channels", nargs="+", default=["threshold_1"],
+                   help="channel names of stream V2 images")
     p.add_argument("--frames", type=int, default=16384, help="images per series (synthetic)")
     p.add_argument("--shape", type=int, nargs=2, default=(512, 512), metavar=("H", "W"),
                    help="frame shape (synthetic)")
@@ -66,7 +72,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         sim = DectrisSim(
-            path=args.path, port=args.port, zmqport=args.zmqport, verbose=True, host=args.host,
+            path=args.path, port=args.port, verbose=True, host=args.host,
+            zmqport=args.zmqport if args.zmqport is not None else (31001 if args.stream == "v2" else 9999),
+            stream=args.stream, channels=tuple(args.channels),
             shape=tuple(args.shape), dtype=args.dtype, compression=args.compression,
             frames=args.frames, seed=args.seed, dwelltime=args.dwelltime, fault=args.fault)
     except ValueError as e:

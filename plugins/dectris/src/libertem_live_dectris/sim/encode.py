@@ -81,6 +81,22 @@ def encode_lz4(arr: np.ndarray) -> bytes:
     return lz4.block.compress(_as_le_bytes(arr), store_size=False)
 
 
+def encode_lz4_hdf5(arr: np.ndarray, block_size: int = 1 << 16) -> bytes:
+    """Stream V2's ``lz4``: the HDF5 LZ4 filter framing (total size and
+    block size, big-endian, then each block with its big-endian length;
+    a block that does not shrink is stored as is)."""
+    raw = memoryview(_as_le_bytes(arr))
+    parts = [struct.pack(">QI", len(raw), block_size)]
+    for start in range(0, len(raw), block_size):
+        chunk = raw[start:start + block_size]
+        block = lz4.block.compress(chunk, store_size=False)
+        if len(block) >= len(chunk):
+            block = bytes(chunk)
+        parts.append(struct.pack(">I", len(block)))
+        parts.append(block)
+    return b"".join(parts)
+
+
 def encode_raw(arr: np.ndarray) -> bytes:
     """Uncompressed little-endian pixels (encoding ``<``)."""
     return _as_le_bytes(arr).tobytes()

@@ -26,6 +26,12 @@ kind                       what the simulator sends
                            HTTP/1.0, so it has none to drop)
 =========================  ===============================================================
 
+In stream V2 (one CBOR message per image) the same kinds act on the image
+messages: the image id is skipped / repeated / swapped, the chosen channel's
+(compressed) bytes are halved or overwritten with ``0xff``, its tag 40 array
+announces width and height + 8, the ``end`` message comes early or never,
+the socket drops as above.
+
 Kinds this wire format cannot express (asking for them raises ValueError):
 
 * ``stall_mid_frame``: ZeroMQ delivers a multipart message whole or not at

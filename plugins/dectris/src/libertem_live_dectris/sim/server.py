@@ -1,4 +1,6 @@
-"""DECTRIS DCU simulator: SIMPLON REST control plus a ZeroMQ stream v1.
+"""DECTRIS DCU simulator: SIMPLON REST control plus a ZeroMQ stream, V1 (JSON
+parts) or V2 (CBOR; ``stream="v2"`` or PUT ``stream/api/1.8.0/config/format``
+``cbor``; the format is read at each arm, and both go out on ``zmqport``).
 
 Why our own: upstream's simulator needs Flask plus a Rust extension and can
 only replay recordings. This one also synthesises series with known ground
@@ -28,6 +30,7 @@ import threading
 import time
 from typing import Any, Sequence
 
+import cbor2
 import numpy as np
 import zmq
 
@@ -36,6 +39,8 @@ from libertem_live.driver import Fault, FaultKind
 from libertem_live_dectris.sim.faults import SeriesFaults, check_fault
 from libertem_live_dectris.sim.simplon import RestError, SimplonApp, make_server
 from libertem_live_dectris.sim.source import DumpSource, SyntheticSource
+from libertem_live_dectris.sim.encode import encode_lz4_hdf5
+from libertem_live_dectris.wire_v2 import build_end, build_image, build_start, compressed, mdarray
 from libertem_live_dectris.wire import (
     build_dconfig, build_dimage_d, build_dseries_end, build_header_parts, images_per_series,
     parse_dimage_d,
@@ -64,6 +69,7 @@ class _Series:
         self.config = config
         self.header_detail = header_detail
         self.stream_enabled = stream_enabled
+        self.v2 = False
         # images released by (simulated) triggers
         self.allowed = n_images if trigger_mode in ("exte", "exts") else 0
         self.header_sent = False
@@ -90,6 +96,10 @@ class DectrisSim:
     ``pixel_mask`` config and in ``header_detail=all`` headers; like a DCU, the
     synthetic frames then carry ``2**bits - 1`` at those pixels (0 when the
     ``mask_to_zero`` config is true), and ``frame``/``expected_sum`` include that.
+    ``stream``: ``"legacy"`` (V1) or ``"v2"`` (CBOR), the initial stream
+    ``format``; ``channels``: the V2 image channels (channel ``j`` of image
+    ``k`` shows pool frame ``k + j``, see :meth:`frame`); ``user_data``: the
+    V2 start message's ``user_data``.
     ``fault``: a stream fault for the first series after it was set
     (``"frame_gap"``, ``"frame_gap@5"``, a :class:`~libertem_live.driver.Fault`;
     see :mod:`.faults`; :meth:`inject` sets one later).
@@ -117,7 +127,16 @@ class DectrisSim:
         header_multipart: bool = False,
         pixel_mask: np.ndarray | None = None,
         fault: str | Fault | None = None,
+        stream: str = "legacy",
+        channels: Sequence[str] = ("threshold_1",),
+        user_data: Any = None,
     ) -> None:
+        if stream not in ("legacy", "v2"):
+            raise ValueError(f"stream must be 'legacy' (stream V1) or 'v2' (CBOR), got {stream!r}")
+        self.channels = tuple(channels)
+        if not self.channels:
+            raise ValueError("channels must name at least one channel")
+        self.user_data = user_data
         self.host = host
         self.verbose = verbose
         self._want_port = int(port)
@@ -134,6 +153,7 @@ class DectrisSim:
         self._recorded = self.source.initial_config() if isinstance(self.source, DumpSource) else None
         self.stream_config: dict[str, Any] = {
             "mode": "enabled", "header_detail": header_detail, "header_appendix": "", "image_appendix": "",
+            "format": "cbor" if stream == "v2" else "legacy",
         }
         self.filewriter_config: dict[str, Any] = {"mode": "disabled", "name_pattern": "series_$id", "nimages_per_file": 1000}
         self._pixel_mask = pixel_mask
@@ -159,6 +179,7 @@ class DectrisSim:
         self.port = 0
         self.zmqport = 0
         self._app = SimplonApp(self)
+        self._v2_cache: dict[tuple[int, str, bool], bytes] = {}
 
     # ------------------------------------------------------------ lifecycle
 
@@ -248,11 +269,12 @@ class DectrisSim:
 
     # ------------------------------------------------------------ ground truth
 
-    def frame(self, k: int) -> np.ndarray:
-        """Pixels of image ``k`` (synthetic mode only)."""
+    def frame(self, k: int, channel: int = 0) -> np.ndarray:
+        """Pixels of image ``k`` (synthetic mode only); in stream V2, the
+        ``channel``-th channel carries pool frame ``k + channel``."""
         if not isinstance(self.source, SyntheticSource):
             raise TypeError("frame() needs a synthetic simulator (no path=)")
-        return self.source.frame(k, self._mask_to_zero())
+        return self.source.frame(k + channel, self._mask_to_zero())
 
     def _mask_to_zero(self) -> bool:
         with self.lock:
@@ -266,10 +288,12 @@ class DectrisSim:
             c = self.detector_config
             return images_per_series(c["trigger_mode"], c["nimages"], c["ntrigger"])
 
-    def expected_sum(self, n: int | None = None) -> np.ndarray:
+    def expected_sum(self, n: int | None = None, channel: int = 0) -> np.ndarray:
         """float64 (height, width) sum of the first ``n`` images of a series
         (default: all images of a series with the current configuration)."""
         n = self.n_images() if n is None else n
+        if channel:
+            return np.sum([self.frame(k, channel) for k in range(n)], axis=0, dtype=np.float64)
         if isinstance(self.source, SyntheticSource):
             return self.source.expected_sum(n, self._mask_to_zero())
         return self.source.expected_sum(n)
@@ -362,6 +386,7 @@ class DectrisSim:
             self._current = _Series(series, n, c["trigger_mode"], int(c["nimages"]), c,
                                     self.stream_config["header_detail"],
                                     self.stream_config["mode"] == "enabled", fault)
+            self._current.v2 = self.stream_config.get("format") == "cbor"
             self._last_series_id = series
             self._cv.notify_all()
             return series
@@ -472,9 +497,10 @@ class DectrisSim:
             self._cv.notify_all()
 
     def _end(self, cur: _Series) -> None:
+        end = build_end(cur.series) if cur.v2 else build_dseries_end(cur.series)
         try:
             # after a disarm nobody may be listening any more: don't hold the detector
-            self._send([build_dseries_end(cur.series)], None,
+            self._send([end], None,
                        timeout=1.0 if cur.abort else None)
         except (_Abort, TimeoutError):
             pass
@@ -489,7 +515,11 @@ class DectrisSim:
                 while not (self._stop.is_set() or cur.abort or cur.allowed >= cur.n_images):
                     self._cv.wait()
             raise _Abort("stream disabled")
-        hdr = build_header_parts(cur.series, cur.header_detail, cur.config, pixel_mask=self.pixel_mask())
+        if cur.v2:
+            hdr = [self._v2_start(cur)]
+        else:
+            hdr = build_header_parts(cur.series, cur.header_detail, cur.config,
+                                     pixel_mask=self.pixel_mask())
         if self.header_multipart:
             self._send(hdr, cur)
         else:
@@ -530,6 +560,16 @@ class DectrisSim:
                     self._drop_stream(linger_ms=2000)
                     raise _Abort(f"socket closed after {k} images (fault)")
                 img = plan.image_at(k)
+            if cur.v2:
+                st = t0_ns + img * frame_ns
+                altered = plan.alters(img) if faulty else None
+                msg = self._v2_image(cur, img, st, st + count_ns, altered)
+                for _ in range(plan.copies(img) if faulty else 1):
+                    self._send((msg,), cur)
+                    self.images_sent += 1
+                k += 1
+                cur.next_image = k
+                continue
             d, dd, blob = self.source.image_parts(cur.series, img, cur.config)
             if is_dump:
                 dc = self.source.dconfig_part(img)  # type: ignore[union-attr]
@@ -557,6 +597,64 @@ class DectrisSim:
             self._drop_stream(linger_ms=2000)
             with self.lock:
                 self._rebind()
+
+    # ------------------------------------------------------------ stream V2
+
+    def _v2_start(self, cur: _Series) -> bytes:
+        c = cur.config
+        mask = self.pixel_mask()
+        return build_start(
+            cur.series, cur.n_images, (int(c["y_pixels_in_detector"]), int(c["x_pixels_in_detector"])),
+            f"uint{int(c['bit_depth_image'])}", self.channels,
+            pixel_mask=mask if mask.any() else None, user_data=self.user_data,
+            extra={"count_time": float(c.get("count_time", 0.001)),
+                   "frame_time": float(c.get("frame_time", 0.001))})
+
+    def _v2_image(self, cur: _Series, img: int, start_ns: int, stop_ns: int,
+                  altered: FaultKind | None) -> bytes:
+        """The CBOR image message of image ``img``, each channel's pixels in
+        the series' compression (V1's bslz4 / raw bytes are V2's too; lz4 is
+        HDF5-framed in V2)."""
+        if not isinstance(self.source, SyntheticSource):
+            raise _Abort("stream V2 replays no dump files")
+        pool = len(self.source.pool)
+        key = (img % pool, str(cur.config.get("compression")), bool(cur.config.get("mask_to_zero", False)))
+        if altered is None:
+            cached = self._v2_cache.get(key)
+            if cached is None:
+                cached = self._v2_cache[key] = cbor2.dumps(self._v2_data(cur, img, None))
+            return build_image(cur.series, img, cached, start_ns, stop_ns)
+        return build_image(cur.series, img, self._v2_data(cur, img, altered), start_ns, stop_ns)
+
+    def _v2_data(self, cur: _Series, img: int, altered: FaultKind | None) -> dict[str, Any]:
+        assert isinstance(self.source, SyntheticSource)
+        comp = str(cur.config.get("compression", "bslz4"))
+        dtype = self.source.dtype
+        shape = self.source.shape
+        data = {}
+        for j, ch in enumerate(self.channels):
+            frame = self.source.frame(img + j, bool(cur.config.get("mask_to_zero", False)))
+            if comp == "bslz4":
+                blob = self._v2_blob(img + j, "bslz4", cur)
+            elif comp == "lz4":
+                blob = encode_lz4_hdf5(frame)
+            else:
+                blob = frame.astype(dtype.newbyteorder("<")).tobytes()
+            dims = shape
+            if altered is FaultKind.TRUNCATED_PAYLOAD:
+                blob = blob[: len(blob) // 2]
+            elif altered is FaultKind.CORRUPT_PAYLOAD:
+                blob = b"\xff" * len(blob)
+            elif altered is FaultKind.WRONG_FORMAT:
+                dims = (shape[0] + 8, shape[1] + 8)
+            payload = blob if comp == "none" else compressed(comp, dtype.itemsize if comp == "bslz4" else 0, blob)
+            data[ch] = mdarray(payload, dims, dtype.name)
+        return data
+
+    def _v2_blob(self, k: int, comp: str, cur: _Series) -> bytes:
+        assert isinstance(self.source, SyntheticSource)
+        ep = self.source.encoded(comp, bool(cur.config.get("mask_to_zero", False)))
+        return ep.blobs[k % len(ep.blobs)]
 
     def _drop_stream(self, linger_ms: int) -> None:
         """Close the PUSH socket: every receiver's connection drops.  With

@@ -119,6 +119,8 @@ STREAM_PARAMS: dict[str, Param] = {
     # appendices would add message parts the simulator does not produce
     "header_appendix": Param("string", allowed=("",)),
     "image_appendix": Param("string", allowed=("",)),
+    # stream V1 (legacy JSON parts) or stream V2 (CBOR)
+    "format": Param("string", allowed=("legacy", "cbor")),
 }
 
 FILEWRITER_PARAMS: dict[str, Param] = {

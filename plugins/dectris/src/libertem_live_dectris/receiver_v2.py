@@ -1,0 +1,164 @@
+"""The stream V2 receiver: CBOR messages on a ZeroMQ PULL socket -> the ring.
+
+As for stream V1, two phases: :func:`find_series_v2` (caller's thread) skips
+everything up to a ``start`` message (of the armed series, in active mode);
+:class:`DectrisV2Framing` (the core's receive loop) checks each ``image``
+(series id, image id, the chosen channel's shape / type / compression) and
+copies that channel's still-compressed bytes once into the ring under the
+image id, with the compression form as the frame's ``aux`` value.  Per
+image, the Python cost is one ``cbor2.loads`` (which wraps the three array
+tags in small objects) and a handful of checks.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import zmq
+
+from libertem_live.driver import (
+    FLUSH_LATENCY_S, DuplicateFrameError, FrameGapError, FrameOrderError, PeerClosed,
+    RingWriter, zmq_recv_part,
+)
+
+from libertem_live_dectris.receiver import PeerWatch
+from libertem_live_dectris.wire_v2 import (
+    END, IMAGE, START, SeriesStartV2, V2FormatError, image_payload, loads, message_type,
+    parse_start,
+)
+
+POLL_MS = 100
+BATCH = 1024
+
+
+def find_series_v2(sock: zmq.Socket, timeout: float | None, series: int | None = None,
+                   where: str = "the detector") -> SeriesStartV2 | None:
+    """Wait for a ``start`` message (of ``series`` if given); None on timeout."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    discarded = 0
+    while True:
+        part = zmq_recv_part(sock, deadline)
+        if part is None:
+            return None
+        try:
+            msg = loads(part.buffer)
+        except ValueError:
+            discarded += 1
+            continue
+        if message_type(msg) != START:
+            discarded += 1
+            continue
+        try:
+            start = parse_start(msg)
+        except ValueError as e:
+            raise V2FormatError(f"a stream V2 start message from {where} is unusable: {e}") from None
+        if series is not None and start.series != series:
+            discarded += 1
+            continue
+        start.discarded = discarded
+        return start
+
+
+class DectrisV2Framing:
+    """The images of one stream V2 series, for the core's receive loop."""
+
+    def __init__(self, sock: zmq.Socket, start: SeriesStartV2, nimages: int, where: str,
+                 channel: str, *, peer: PeerWatch | None = None):
+        self.sock = sock
+        self.peer = peer
+        self.start = start
+        self.series = start.series
+        self.nimages = nimages
+        self.where = where
+        self.channel = channel
+        self.got_end = False
+        self.discarded = 0
+        self.frame = 0
+        if peer is not None:
+            peer.update()
+
+    def receive(self, out: RingWriter, stop: threading.Event) -> bool:
+        recv = self.sock.recv
+        noblock = zmq.NOBLOCK
+        put = out.put
+        shape, dtype, channel, where = self.start.shape, self.start.dtype, self.channel, self.where
+        frame = first = self.frame
+        last = min(self.nimages, frame + BATCH)
+        started = time.monotonic()
+        try:
+            while frame < last or frame >= self.nimages:
+                try:
+                    buf = recv(noblock, copy=True)
+                except zmq.Again:
+                    if self._more_soon(out, started, frame != first):
+                        continue
+                    return True
+                try:
+                    msg = loads(buf)
+                except ValueError as e:
+                    raise V2FormatError(
+                        f"series {self.series} from {where}: the message after image "
+                        f"{frame - 1} (expected image {frame}) is not valid CBOR: {e}") from None
+                kind = message_type(msg)
+                if kind == IMAGE:
+                    series, image_id, payload, form = image_payload(msg, channel, shape, dtype, where)
+                    if series != self.series:
+                        raise FrameOrderError(
+                            f"received image {image_id} of series {series} while receiving series "
+                            f"{self.series} from {where}: another acquisition is sending on this "
+                            "stream. Stop it, then start the acquisition again")
+                    if image_id != frame:
+                        raise self._order(frame, image_id)
+                    if frame >= self.nimages:
+                        raise DuplicateFrameError(
+                            f"image {image_id} of series {self.series} from {where} is beyond the "
+                            f"{self.nimages} images of the series")
+                    put(frame, payload, form)
+                    frame += 1
+                elif kind == END:
+                    if msg.get("series_id") == self.series:
+                        self.got_end = True
+                        return False
+                    self.discarded += 1
+                elif kind == START:
+                    raise FrameOrderError(
+                        f"a new series' start message arrived while series {self.series} from "
+                        f"{where} had sent only {frame} of {self.nimages} images: the detector "
+                        "was re-armed")
+                else:
+                    self.discarded += 1
+            return True
+        finally:
+            self.frame = frame
+
+    def _order(self, frame: int, image_id: int) -> Exception:
+        if image_id < frame:
+            return DuplicateFrameError(
+                f"image {image_id} of series {self.series} from {self.where} arrived again after "
+                f"image {frame - 1} (duplicate or out of order); the scan cannot be assembled "
+                "safely. Check that only one detector sends to this port")
+        n = image_id - frame
+        return FrameGapError(
+            f"image id gap in series {self.series} from {self.where}: expected image {frame}, "
+            f"got {image_id} ({n} image{'s' if n != 1 else ''} missing). The detector dropped "
+            "images or the network lost them; lower the frame rate or check the link")
+
+    def _more_soon(self, out: RingWriter, started: float, stored: bool) -> bool:
+        if stored or out.pending:
+            return (time.monotonic() - started < FLUSH_LATENCY_S
+                    and bool(self.sock.poll(1, zmq.POLLIN)))
+        if self.sock.poll(POLL_MS, zmq.POLLIN):
+            return True
+        if self.peer is not None and self.peer.update():
+            raise PeerClosed(f"series {self.series}: the stream connection dropped")
+        return False
+
+
+def series_info(start: SeriesStartV2, channel: str) -> dict[str, Any]:
+    """What a run's record keeps of the ``start`` message."""
+    return {"stream": "v2", "series": start.series, "channel": channel,
+            "channels": list(start.channels), **start.metadata}
+
+
+__all__ = ["DectrisV2Framing", "find_series_v2", "series_info"]

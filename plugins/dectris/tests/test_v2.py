@@ -1,0 +1,290 @@
+"""Stream V2 (CBOR): ground truth through the public API, channels, metadata,
+an independent encoder, and the clear errors for malformed messages.
+
+Sums are compared exactly (small integer counts, float32 tile sums are exact).
+"""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+import struct  # noqa: E402
+from typing import Any, Callable, Iterator  # noqa: E402
+
+import cbor2  # noqa: E402
+import lz4.block  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import zmq  # noqa: E402
+from libertem.udf.sum import SumUDF  # noqa: E402
+
+from libertem_live.driver import DecodeError, FrameFormatError  # noqa: E402
+from libertem_live_dectris.client import SimplonClient  # noqa: E402
+from libertem_live_dectris.sim import DectrisSim  # noqa: E402
+from libertem_live_dectris.wire_v2 import (  # noqa: E402
+    V2FormatError, image_payload, loads, parse_start,
+)
+
+TIMEOUT = 10.0
+
+
+@pytest.fixture
+def make_sim(no_leaks: None) -> Iterator[Callable[..., DectrisSim]]:
+    sims: list[DectrisSim] = []
+
+    def make(**kw: Any) -> DectrisSim:
+        kw.setdefault("pool_size", 8)
+        kw.setdefault("stream", "v2")
+        sim = DectrisSim(**kw)
+        sims.append(sim)
+        sim.start()
+        sim.wait_for_listen()
+        return sim
+
+    yield make
+    for s in sims:
+        s.stop()
+
+
+def connect(ctx: Any, sim: DectrisSim, stream_port: int | None = None, **kw: Any) -> Any:
+    return ctx.make_connection("dectris").open(
+        api_host="127.0.0.1", api_port=sim.port, data_host="127.0.0.1", stream="v2",
+        stream_port=sim.zmqport if stream_port is None else stream_port, timeout=TIMEOUT, **kw)
+
+
+def run_passive(ctx: Any, conn: Any, sim: DectrisSim | None, nav: tuple[int, ...]) -> tuple[Any, np.ndarray]:
+    if sim is not None:
+        SimplonClient("127.0.0.1", sim.port).sendDetectorCommand("arm")
+    pending = conn.wait_for_acquisition(TIMEOUT)
+    assert pending is not None
+    aq = ctx.make_acquisition(conn=conn, pending_aq=pending, nav_shape=nav)
+    res = ctx.run_udf(dataset=aq, udf=SumUDF())
+    return pending, aq, res["intensity"].data.astype(np.float64)
+
+
+@pytest.mark.parametrize("compression", ["bslz4", "lz4", "none"])
+@pytest.mark.parametrize("dtype", ["uint8", "uint16", "uint32"])
+def test_v2_ground_truth(make_sim: Any, ctx: Any, dtype: str, compression: str) -> None:
+    sim = make_sim(frames=48, shape=(24, 20), dtype=dtype, compression=compression)
+    with connect(ctx, sim) as conn:
+        _, aq, got = run_passive(ctx, conn, sim, (6, 8))
+        assert np.array_equal(got, sim.expected_sum(48))
+        s = aq.ledger.snapshot()
+        assert (s.received, s.decoded, s.missing) == (48, 48, 0)
+
+
+def test_v2_active_lz4_ground_truth(make_sim: Any, ctx: Any) -> None:
+    sim = make_sim(frames=40, shape=(16, 16), dtype="uint32", compression="lz4")
+    with connect(ctx, sim) as conn:
+        aq = ctx.make_acquisition(conn=conn, nav_shape=(5, 8),
+                                  controller=conn.get_active_controller(trigger_mode="exte"))
+        got = ctx.run_udf(dataset=aq, udf=SumUDF())["intensity"].data.astype(np.float64)
+        assert np.array_equal(got, sim.expected_sum(40))
+        assert aq.run_info["stream"] == "v2"
+
+
+def test_v2_two_channels_and_metadata(make_sim: Any, ctx: Any) -> None:
+    mask = np.zeros((16, 16), np.uint32)
+    mask[3, 5] = 1
+    # 30 images of a pool of 8: the channels' sums differ (channel j shows pool frame k + j)
+    sim = make_sim(frames=30, shape=(16, 16), channels=("threshold_1", "threshold_2"),
+                   user_data={"sample": "gold"}, pixel_mask=mask)
+    for j, channel in enumerate(("threshold_1", "threshold_2")):
+        with connect(ctx, sim, channel=channel) as conn:
+            pending, aq, got = run_passive(ctx, conn, sim, (5, 6))
+            expected = sim.expected_sum(30, channel=j)
+            excluded = pending.format.metadata["excluded_pixels"]
+            assert np.array_equal(excluded, mask != 0)
+            assert np.array_equal(got[~excluded], expected[~excluded])
+            assert not np.array_equal(sim.expected_sum(30, channel=1 - j), expected)
+            for info in (pending.format.metadata, aq.run_info):
+                assert info["channel"] == channel
+                assert info["channels"] == ["threshold_1", "threshold_2"]
+                assert info["threshold_energy"] == {"threshold_1": 4020.0, "threshold_2": 5020.0}
+                assert info["user_data"] == {"sample": "gold"}
+                assert info["flatfield_present"] is False
+
+
+def test_v2_missing_channel_fails_clearly(make_sim: Any, ctx: Any) -> None:
+    sim = make_sim(frames=8, shape=(16, 16))
+    with connect(ctx, sim, channel="difference") as conn:
+        SimplonClient("127.0.0.1", sim.port).sendDetectorCommand("arm")
+        with pytest.raises(FrameFormatError, match="threshold_1.*channel="):
+            conn.wait_for_acquisition(TIMEOUT)
+
+
+def test_rest_switches_the_format(make_sim: Any) -> None:
+    sim = make_sim(frames=4, shape=(8, 8), stream="legacy")
+    api = SimplonClient("127.0.0.1", sim.port)
+    assert api.streamConfig("format")["value"] == "legacy"
+    api.setStreamConfig("format", "cbor")
+    assert sim.stream_config["format"] == "cbor"
+
+
+# ------------------------------------------------------------ an independent encoder
+# written from DECTRIS' published description (RFC 8746 typed arrays in a
+# tag 40 array, tag 56500 compression), not with the simulator's helpers
+
+def _hdf5_header(nbytes: int, block_bytes: int) -> bytes:
+    return struct.pack(">QI", nbytes, block_bytes)
+
+
+def _indep_payload(frame: np.ndarray, compression: str) -> Any:
+    raw = frame.astype(frame.dtype.newbyteorder("<")).tobytes()
+    if compression == "none":
+        return raw
+    if compression == "bslz4":
+        bitshuffle = pytest.importorskip("bitshuffle")  # its own encoder, not ours
+        block = 512
+        body = bitshuffle.compress_lz4(frame.reshape(-1), block).tobytes()
+        return cbor2.CBORTag(56500, ["bslz4", frame.dtype.itemsize,
+                                     _hdf5_header(len(raw), block * frame.dtype.itemsize) + body])
+    block = 300  # several blocks, the last one short
+    out = [_hdf5_header(len(raw), block)]
+    for i in range(0, len(raw), block):
+        c = lz4.block.compress(raw[i:i + block], store_size=False)
+        out += [struct.pack(">I", len(c)), c]
+    return cbor2.CBORTag(56500, ["lz4", 0, b"".join(out)])
+
+
+_TYPED = {"uint8": 64, "uint16": 69, "uint32": 70}
+
+
+def _indep_series(frames: np.ndarray, compression: str, series: int = 7) -> list[bytes]:
+    n, h, w = frames.shape
+    dt = frames.dtype.name
+    msgs = [cbor2.dumps(cbor2.CBORTag(55799, {
+        "type": "start", "series_id": series, "number_of_images": n, "image_size_x": w,
+        "image_size_y": h, "image_dtype": dt, "channels": ["threshold_1"],
+        "threshold_energy": {"threshold_1": 6000.0}, "user_data": None}))]
+    for k in range(n):
+        arr = cbor2.CBORTag(40, [[h, w], cbor2.CBORTag(_TYPED[dt], _indep_payload(frames[k], compression))])
+        msgs.append(cbor2.dumps(cbor2.CBORTag(55799, {
+            "type": "image", "series_id": series, "image_id": k, "data": {"threshold_1": arr},
+            "real_time": [1, 1000], "start_time": [k, 1000], "stop_time": [k + 1, 1000]})))
+    msgs.append(cbor2.dumps(cbor2.CBORTag(55799, {"type": "end", "series_id": series})))
+    return msgs
+
+
+@pytest.fixture
+def push(no_leaks: None) -> Iterator[tuple[zmq.Socket, int]]:
+    zctx = zmq.Context()
+    sock = zctx.socket(zmq.PUSH)
+    sock.setsockopt(zmq.LINGER, 0)
+    port = sock.bind_to_random_port("tcp://127.0.0.1")
+    yield sock, port
+    sock.close(linger=0)
+    zctx.term()
+
+
+@pytest.mark.parametrize("compression", ["bslz4", "lz4", "none"])
+@pytest.mark.parametrize("dtype", ["uint8", "uint16", "uint32"])
+def test_independent_encoder_decodes_to_ground_truth(
+        make_sim: Any, ctx: Any, push: Any, dtype: str, compression: str) -> None:
+    sock, port = push
+    rest = make_sim(frames=1, shape=(8, 8))  # only its REST side is used
+    rng = np.random.default_rng(3)
+    frames = rng.integers(0, 200, size=(12, 20, 36)).astype(dtype)
+    frames[0, 0, 0] = np.iinfo(dtype).max
+    with connect(ctx, rest, stream_port=port) as conn:
+        for m in _indep_series(frames, compression):
+            sock.send(m)
+        pending, aq, got = run_passive(ctx, conn, None, (3, 4))
+        assert np.array_equal(got, frames.astype(np.float64).sum(axis=0))
+        assert pending.format.metadata["threshold_energy"] == {"threshold_1": 6000.0}
+
+
+def test_malformed_cbor_mid_series_names_the_image(make_sim: Any, ctx: Any, push: Any) -> None:
+    sock, port = push
+    rest = make_sim(frames=1, shape=(8, 8))
+    frames = np.ones((6, 8, 8), np.uint16)
+    msgs = _indep_series(frames, "none")
+    msgs[4] = msgs[4][:len(msgs[4]) // 2]  # image 3 cut in half: not CBOR any more
+    with connect(ctx, rest, stream_port=port) as conn:
+        for m in msgs:
+            sock.send(m)
+        with pytest.raises(DecodeError, match="expected image 3"):
+            run_passive(ctx, conn, None, (6,))
+
+
+# ------------------------------------------------------------ malformed messages, each with its clear error
+
+def _image(data: Any, image_id: int = 7) -> Any:
+    return loads(cbor2.dumps(cbor2.CBORTag(55799, {
+        "type": "image", "series_id": 1, "image_id": image_id, "data": data})))
+
+
+U16 = np.dtype("uint16")
+
+
+def test_unknown_tag_names_the_image() -> None:
+    msg = _image({"threshold_1": cbor2.CBORTag(40, [[2, 2], cbor2.CBORTag(9999, b"\0" * 8)])})
+    with pytest.raises(V2FormatError, match="image 7 .*unknown CBOR tag 9999"):
+        image_payload(msg, "threshold_1", (2, 2), U16, "here")
+
+
+def test_unknown_compression_names_the_image() -> None:
+    c = cbor2.CBORTag(56500, ["zstd", 2, b"xx"])
+    msg = _image({"threshold_1": cbor2.CBORTag(40, [[2, 2], cbor2.CBORTag(69, c)])})
+    with pytest.raises(V2FormatError, match="image 7 .*unknown compression 'zstd'"):
+        image_payload(msg, "threshold_1", (2, 2), U16, "here")
+
+
+def test_missing_channel_names_the_image() -> None:
+    msg = _image({"threshold_2": cbor2.CBORTag(40, [[2, 2], cbor2.CBORTag(69, b"\0" * 8)])})
+    with pytest.raises(V2FormatError, match="image 7 .*no channel 'threshold_1'.*threshold_2"):
+        image_payload(msg, "threshold_1", (2, 2), U16, "here")
+
+
+def test_wrong_shape_names_the_image() -> None:
+    msg = _image({"threshold_1": cbor2.CBORTag(40, [[2, 3], cbor2.CBORTag(69, b"\0" * 12)])})
+    with pytest.raises(V2FormatError, match=r"image 7 .*shape \[2, 3\].*announced \[2, 2\]"):
+        image_payload(msg, "threshold_1", (2, 2), U16, "here")
+
+
+def test_wrong_pixel_type_and_size_name_the_image() -> None:
+    msg = _image({"threshold_1": cbor2.CBORTag(40, [[2, 2], cbor2.CBORTag(70, b"\0" * 16)])})
+    with pytest.raises(V2FormatError, match="image 7 .*pixel type"):
+        image_payload(msg, "threshold_1", (2, 2), U16, "here")
+    msg = _image({"threshold_1": cbor2.CBORTag(40, [[2, 2], cbor2.CBORTag(69, b"\0" * 6)])})
+    with pytest.raises(V2FormatError, match="image 7 .*6 bytes"):
+        image_payload(msg, "threshold_1", (2, 2), U16, "here")
+
+
+def test_malformed_cbor_is_a_value_error() -> None:
+    with pytest.raises(ValueError, match="not a CBOR message"):
+        loads(b"\xbf\x61")
+
+
+def test_start_without_required_field() -> None:
+    msg = loads(cbor2.dumps({"type": "start", "series_id": 1, "image_size_x": 4}))
+    with pytest.raises(ValueError, match="lacks 'number_of_images'"):
+        parse_start(msg)
+
+
+def test_recorded_stream_replays_to_ground_truth(make_sim: Any, ctx: Any, push: Any) -> None:
+    """Record the simulator's V2 messages with a bare PULL socket, replay them
+    byte for byte into a connection: the same ground truth."""
+    sim = make_sim(frames=20, shape=(16, 12), dtype="uint16", compression="lz4")
+    zctx = zmq.Context()
+    pull = zctx.socket(zmq.PULL)
+    pull.setsockopt(zmq.LINGER, 0)
+    pull.connect(f"tcp://127.0.0.1:{sim.zmqport}")
+    try:
+        SimplonClient("127.0.0.1", sim.port).sendDetectorCommand("arm")
+        recorded = []
+        while pull.poll(5000):
+            recorded.append(pull.recv())
+            if loads(recorded[-1])["type"] == "end":
+                break
+    finally:
+        pull.close(linger=0)
+        zctx.term()
+    assert len(recorded) == 22
+    sock, port = push
+    with connect(ctx, sim, stream_port=port) as conn:
+        for m in recorded:
+            sock.send(m)
+        _, _, got = run_passive(ctx, conn, None, (4, 5))
+        assert np.array_equal(got, sim.expected_sum(20))
