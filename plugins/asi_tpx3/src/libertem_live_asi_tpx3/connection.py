@@ -260,7 +260,8 @@ class Tpx3Connection(BaseConnection):
         assert acq is not None
         fmt = self._frame_format(acq)
         framing = Tpx3Framing(self._msgs, acq, self.ring, source=self.source)
-        stream = self.start_stream(acq.nframes, framing, name=RECEIVER_THREAD)
+        stream = self.start_stream(acq.nframes, framing, name=RECEIVER_THREAD,
+                                   info={"series": acq.sequence})
         pending = self._pending = Tpx3PendingAcquisition(acq, stream, fmt)
         return pending
 
