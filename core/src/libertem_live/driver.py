@@ -34,9 +34,6 @@ required member.  Adding names or optional members does not change it.
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
 from libertem_live.errors import (
     AcquisitionError, AcquisitionStateError, AcquisitionTimeoutError, DecodeError,
     DetectorConnectionError, DriverError, DuplicateFrameError, FrameFormatError,
@@ -45,11 +42,12 @@ from libertem_live.errors import (
 )
 from libertem_live.plugin import PLUGIN_API_VERSION, DetectorInfo, hookimpl
 from libertem_live.sdk.faults import Fault, FaultKind, parse_fault
+from libertem_live.sdk.lazy import lazy_names
 from libertem_live.sdk.signals import (
     EndOfSeries, IdleTimeout, PeerClosed, ReceiveSignal, Stalled, Stopped, Truncated,
 )
 
-_LAZY = {
+_LAZY: dict[str, str | tuple[str, str]] = {
     "BaseConnection": "libertem_live.sdk.connection",
     "Framing": "libertem_live.sdk.receiver",
     "ReceiveLoop": "libertem_live.sdk.receiver",
@@ -73,8 +71,11 @@ _LAZY = {
     "frame_aligned": "libertem_live.transport.ring",
     "FrameStream": "libertem_live.transport.stream",
 }
-_ZMQ = {"zmq_pull_socket": "pull_socket", "zmq_recv_part": "recv_part",
-        "zmq_drain_rest": "drain_rest"}
+_LAZY.update({
+    "zmq_pull_socket": ("libertem_live.sdk.zmq", "pull_socket"),
+    "zmq_recv_part": ("libertem_live.sdk.zmq", "recv_part"),
+    "zmq_drain_rest": ("libertem_live.sdk.zmq", "drain_rest"),
+})
 
 __all__ = [
     # registration
@@ -98,19 +99,9 @@ __all__ = [
     "DetectorConnectionError", "NavShapeError", "MissingEndWarning",
     # simulators
     "FaultKind", "Fault", "parse_fault",
+    # packaging
+    "lazy_names",
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-    elif name in _ZMQ:
-        value = getattr(importlib.import_module("libertem_live.sdk.zmq"), _ZMQ[name])
-    else:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_names(__name__, _LAZY, also=__all__)

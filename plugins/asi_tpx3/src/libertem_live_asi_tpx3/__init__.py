@@ -19,8 +19,7 @@ Modules, one job each:
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from libertem_live.driver import lazy_names
 
 __all__ = [
     "HEADER_SIZE", "AcquisitionEnd", "AcquisitionStart", "ArrayChunk", "DType", "FormatType",
@@ -31,24 +30,15 @@ __all__ = [
 ]
 
 _LAZY = {
-    "HEADER_SIZE": "headers", "AcquisitionEnd": "headers", "AcquisitionStart": "headers",
-    "ArrayChunk": "headers", "DType": "headers", "FormatType": "headers", "ScanEnd": "headers",
-    "ScanStart": "headers", "Tag": "headers", "parse_header": "headers",
-    "Tpx3ProtocolError": "errors", "Tpx3FormatError": "errors",
-    "Tpx3PassiveOnlyError": "errors",
-    "Tpx3Decoder": "decode", "ChunkArrays": "decode", "chunk_arrays": "decode",
-    "Tpx3Connection": "connection", "Tpx3PendingAcquisition": "connection",
-    "Tpx3Sim": "sim",
+    "HEADER_SIZE": ".headers", "AcquisitionEnd": ".headers", "AcquisitionStart": ".headers",
+    "ArrayChunk": ".headers", "DType": ".headers", "FormatType": ".headers", "ScanEnd": ".headers",
+    "ScanStart": ".headers", "Tag": ".headers", "parse_header": ".headers",
+    "Tpx3ProtocolError": ".errors", "Tpx3FormatError": ".errors",
+    "Tpx3PassiveOnlyError": ".errors",
+    "Tpx3Decoder": ".decode", "ChunkArrays": ".decode", "chunk_arrays": ".decode",
+    "Tpx3Connection": ".connection", "Tpx3PendingAcquisition": ".connection",
+    "Tpx3Sim": ".sim",
 }
 
 
-def __getattr__(name: str) -> Any:
-    """Load the heavy modules (numba, sockets) only when one of their names is used."""
-    mod = _LAZY.get(name)
-    if mod is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{mod}"), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_names(__name__, _LAZY, also=__all__)

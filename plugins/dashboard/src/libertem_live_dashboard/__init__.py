@@ -6,8 +6,7 @@ on first use so that registering the result hooks stays cheap.
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from libertem_live.driver import lazy_names
 
 __version__ = "0.1.0"
 
@@ -20,9 +19,4 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(_LAZY[name]), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_names(__name__, _LAZY, also=["__version__"])

@@ -7,8 +7,7 @@ import ZeroMQ or numba.
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from libertem_live.driver import lazy_names
 
 _LAZY = {
     "DectrisConnection": "libertem_live_dectris.connection",
@@ -23,13 +22,4 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(_LAZY[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_names(__name__, _LAZY)

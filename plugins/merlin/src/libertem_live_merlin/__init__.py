@@ -8,8 +8,7 @@ first use of their names.
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from libertem_live.driver import lazy_names
 
 from .errors import (MerlinBusyError, MerlinControlError, MerlinControlTimeout, MerlinError,
                      MerlinOutOfRangeError, MerlinProtocolError, MerlinUnknownCommandError)
@@ -28,18 +27,10 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    target = _LAZY.get(name)
-    if target is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    module, attr = (target, name) if isinstance(target, str) else target
-    value = getattr(importlib.import_module(module), attr)
-    globals()[name] = value
-    return value
-
-
 __all__ = [
     "MerlinError", "MerlinProtocolError", "MerlinControlError", "MerlinBusyError",
     "MerlinUnknownCommandError", "MerlinOutOfRangeError", "MerlinControlTimeout",
     *_LAZY,
 ]
+
+__getattr__, __dir__ = lazy_names(__name__, _LAZY, also=__all__)
