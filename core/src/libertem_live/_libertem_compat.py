@@ -2,16 +2,25 @@
 
 LiberTEM has no public way to wrap a UDF run (arm before, always stop after)
 or to choose the executor a bare ``Context()`` makes, and its pipelined
-executor mishandles late answers of a cancelled run.  So three private
-methods are overridden, here and nowhere else:
+executor's task loop leaves workers and queues in a bad state when a run
+ends by Ctrl-C, a closed result iterator or a killed worker.  So these
+private methods are overridden, here and nowhere else:
 
 * ``Context._run_sync``: every ``run_udf`` / ``run_udf_iter`` goes through it;
   :class:`ContextOverrides` hands it to ``LiveContext._live_run``.
 * ``Context._create_local_executor``: what ``Context(executor=None)`` makes;
   handed to ``LiveContext._default_executor``.
-* ``PipelinedExecutor._run_function``: a copy of LiberTEM's that skips stale
-  task answers (see :class:`LivePipelinedExecutor`); it uses the executor's
-  private ``_validate_worker_state`` and ``_pool.get_worker_queues``.
+* ``PipelinedExecutor._run_function``: a copy of LiberTEM's that first
+  collects the answers an ended run still owes (see
+  :class:`LivePipelinedExecutor`); it uses ``_pool.get_worker_queues``.
+* ``PipelinedExecutor._validate_worker_state``: restarts a pool with a dead
+  worker instead of refusing every later run.
+* ``PipelinedExecutor._start_pool`` / ``_restart_pool`` and ``__init__``'s
+  ``early_setup``: worker set-up that survives a restart of the pool.
+* ``PipelinedExecutor.run_tasks`` (public, but its loop is replaced):
+  :mod:`libertem_live.tasks` drives the workers with LiberTEM's worker
+  protocol (``worker_run_task``: ``RUN_TASK`` ... ``END_TASK``, answers with
+  the run's ``uuid`` on the pool's ``response_queue``).
 
 ``core/pyproject.toml`` pins LiberTEM to the minor series these were checked
 against; :func:`mismatches` compares the live LiberTEM with what this module
@@ -27,6 +36,7 @@ import hashlib
 import importlib
 import inspect
 import re
+import time
 from typing import Any, Callable, TypeVar
 
 import cloudpickle
@@ -49,7 +59,14 @@ EXPECTED: dict[str, str] = {
     "libertem.executor.pipelined:PipelinedExecutor._run_function":
         "(self, fn, worker_idx, *args, **kwargs)",
     "libertem.executor.pipelined:PipelinedExecutor._validate_worker_state": "(self)",
+    "libertem.executor.pipelined:PipelinedExecutor._start_pool": "(self)",
+    "libertem.executor.pipelined:PipelinedExecutor._restart_pool": "(self)",
+    "libertem.executor.pipelined:PipelinedExecutor.__init__":
+        "(self, spec=None, pin_workers=True, startup_timeout=30.0, cleanup_timeout=10.0, "
+        "early_setup=None, main_process_gpu=None)",
     "libertem.executor.pipelined:WorkerPool.get_worker_queues": "(self, worker_idx)",
+    "libertem.executor.pipelined:worker_run_task":
+        "(header, work_mem, queues, worker_idx, env)",
 }
 
 #: Digest of LiberTEM's ``PipelinedExecutor._run_function`` source (comments and
@@ -141,18 +158,66 @@ class ContextOverrides(Context):
 
 
 class LivePipelinedExecutor(PipelinedExecutor):
-    """LiberTEM's ``PipelinedExecutor`` that tolerates stale task answers.
+    """LiberTEM's ``PipelinedExecutor`` with the task loop of
+    :mod:`libertem_live.tasks`, which survives runs that end at any moment
+    (errors, Ctrl-C, a closed result iterator, a killed worker): answers
+    still owed are collected before anything new is sent to the workers,
+    also before ``close()`` shuts them down, and a dead pool is restarted.
 
-    It does not wait for in-flight tasks when a run is cancelled (a live stream
-    that failed); their late answers are ignored by the next ``run_tasks`` but
-    confuse ``run_function`` (used by ``ctx.load``), which expects the next
-    answer on the worker's queue to be its own.  This copy of
-    ``_run_function`` skips them.
+    Workers ignore SIGINT (:func:`libertem_live.interrupts.ignore_in_worker`)
+    and keep freed heap memory (:mod:`libertem_live.heap`), set up as they
+    start, so a restarted pool is the same as the first.
+    ``pool_generation`` counts the pools started; per-worker state the main
+    process keeps (compiled decoders) is valid for one generation.
     """
+
+    def __init__(self, *args: Any, early_setup: Callable[[], None] | None = None,
+                 **kwargs: Any) -> None:
+        from libertem_live.tasks import TaskLoop
+        self.pool_generation = 0
+        self._loop = TaskLoop(
+            pool=lambda: self._pool, restart=self._restart_pool,
+            available=self.get_available_workers,
+            answer_timeout=kwargs.get("cleanup_timeout", 10.0))
+        super().__init__(*args, early_setup=functools.partial(_setup_worker, early_setup),
+                         **kwargs)
+
+    def _start_pool(self) -> Any:
+        pool = super()._start_pool()
+        self.pool_generation += 1
+        return pool
+
+    def run_tasks(self, tasks: Any, params_handle: Any, cancel_id: Any,
+                  task_comm_handler: Any) -> Any:
+        from libertem_live.tasks import in_order
+        with task_comm_handler.monitor(self._pool.message_queue):
+            yield from in_order(self._loop.run(
+                tasks, params_handle, task_comm_handler, selector=self._worker_selector))
+
+    def _restart_pool(self) -> None:
+        _kill_pool(self._pool)
+        self._pool = self._start_pool()
+
+    def close(self) -> None:
+        if not self._closed:
+            try:
+                self._loop.settle(restart=False)
+            except Exception:
+                pass  # a pool that cannot even be restarted is still shut down below
+            if self._loop.dead_workers():
+                _kill_pool(self._pool)
+                self._closed = True
+                return
+        super().close()
+
+    def _validate_worker_state(self) -> None:
+        """LiberTEM's refuses to go on with a dead worker; ours restarts the
+        pool (the run that lost the worker already reported it)."""
+        self._loop.settle()
 
     def _run_function(self, fn: Callable[..., T], worker_idx: int, *args: Any,
                       **kwargs: Any) -> T:
-        self._validate_worker_state()
+        self._loop.settle()
         qs = self._pool.get_worker_queues(worker_idx)
         f = functools.partial(fn, *args, **kwargs)
         qs.request.put({"type": "RUN_FUNCTION", "fn": cloudpickle.dumps(f),
@@ -169,3 +234,41 @@ class LivePipelinedExecutor(PipelinedExecutor):
                 if kind != "RUN_FUNCTION_RESULT":
                     raise RuntimeError(f"invalid response type: {kind}")
                 return response["result"]
+
+
+def _kill_pool(pool: Any) -> None:
+    """Kill every worker of ``pool`` and close its queues (LiberTEM's
+    ``WorkerPool.kill`` leaves the progress-message queue open) without
+    leaving a thread behind.  Messages for a worker that died can fill its request
+    pipe; the queue's feeder thread then blocks writing forever (the main
+    process holds the pipe's other end).  Reading the pipe empty lets it
+    finish."""
+    requests = [info.queues.request for info in pool.workers]
+    pool.kill()
+    for request in requests:
+        _drain_pipe(getattr(request, "q", None))
+    pool.close_mesg_queue()
+
+
+def _drain_pipe(mp_queue: Any, timeout: float = 5.0) -> None:
+    feeder = getattr(mp_queue, "_thread", None)
+    reader = getattr(mp_queue, "_reader", None)
+    if feeder is None or reader is None:
+        return
+    deadline = time.monotonic() + timeout
+    while feeder.is_alive() and time.monotonic() < deadline:
+        try:
+            while reader.poll(0.02):
+                reader.recv_bytes()
+        except (OSError, EOFError):
+            return
+
+
+def _setup_worker(user_setup: Callable[[], None] | None) -> None:
+    """Runs first in every worker process, also after a restart."""
+    from libertem_live.heap import keep_freed_memory
+    from libertem_live.interrupts import ignore_in_worker
+    ignore_in_worker()
+    keep_freed_memory()
+    if user_setup is not None:
+        user_setup()

@@ -83,6 +83,20 @@ class LiveContext(ContextOverrides):
             executor = executor_named(executor)
         super().__init__(executor=executor, plot_class=plot_class)
         keep_freed_memory()
+        self._set_up_workers()
+
+    def _set_up_workers(self) -> None:
+        """Our executor sets its workers up as they start; another one gets
+        the same once, here.  The inline executor has no workers of its own
+        (and must not ignore SIGINT in this process)."""
+        from libertem.executor.pipelined import PipelinedExecutor
+
+        from libertem_live.executor import LivePipelinedExecutor
+        from libertem_live.interrupts import ignore_in_worker
+        if isinstance(self.executor, LivePipelinedExecutor):
+            return
+        if isinstance(self.executor, PipelinedExecutor):
+            self.executor.run_each_worker(ignore_in_worker)
         self.executor.run_each_worker(keep_freed_memory)
 
     @property
@@ -169,7 +183,8 @@ class LiveContext(ContextOverrides):
         warmup = getattr(decoder, "warmup", None)
         if warmup is None:
             return
-        key = getattr(decoder, "warmup_key", None) or (type(decoder), repr(vars(decoder)))
+        key = (getattr(self.executor, "pool_generation", 0),
+               getattr(decoder, "warmup_key", None) or (type(decoder), repr(vars(decoder))))
         if key in self._warmed:
             return
         import functools

@@ -95,3 +95,13 @@ class AcquisitionStateError(LiveError, RuntimeError):
 class PassiveOnlyError(AcquisitionStateError, NotImplementedError):
     """Active mode was asked of a detector that LiberTEM cannot arm (its own
     software starts every acquisition)."""
+
+
+class WorkerDiedError(AcquisitionError, RuntimeError):
+    """A worker process died during a run (killed, out of memory, crashed).
+
+    The worker processes are restarted before this reaches the caller, so
+    the next run in the same context works; ``worker`` is the index of the
+    one that died."""
+
+    worker: int | None = None

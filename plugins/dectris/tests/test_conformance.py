@@ -36,8 +36,8 @@ class DectrisScenario(Scenario):
     def arm_passive(self, conn: Any) -> None:
         conn.get_api_client().sendDetectorCommand("arm")
 
-    def active_controller(self, conn: Any) -> Any:
-        return conn.get_active_controller(trigger_mode="exte", frame_time=1e-3)
+    def active_controller_params(self) -> dict[str, Any]:
+        return {"trigger_mode": "exte", "frame_time": 1e-3}
 
     def expected_sum(self) -> np.ndarray:
         return self.sim.expected_sum(self.nimages)

@@ -43,8 +43,8 @@ class MerlinScenario(Scenario):
         assert self.sim.wait_idle(10), "the simulator is still busy with the last acquisition"
         conn.get_control().cmd("STARTACQUISITION")
 
-    def active_controller(self, conn: Any) -> Any:
-        return conn.get_active_controller(soft_trigger=True)
+    def active_controller_params(self) -> dict[str, Any]:
+        return {"soft_trigger": True}
 
     def expected_sum(self) -> np.ndarray:
         return self.sim.expected_sum(self.nimages)

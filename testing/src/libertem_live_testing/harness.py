@@ -54,9 +54,15 @@ class Scenario(abc.ABC):
         """Do what external software does to start an acquisition (passive
         mode); called again before every further acquisition."""
 
+    def active_controller_params(self) -> dict[str, Any]:
+        """Keyword arguments for ``conn.get_active_controller(**params)`` in
+        an active acquisition of this scenario; plain data, because the
+        interrupt tests arm the detector from another process."""
+        return {}
+
     def active_controller(self, conn: Any) -> Any:
         """The controller for an active acquisition of this scenario."""
-        return conn.get_active_controller()
+        return conn.get_active_controller(**self.active_controller_params())
 
     @abc.abstractmethod
     def expected_sum(self) -> np.ndarray:

@@ -11,7 +11,7 @@ as soon as a partition is larger than the ring.
 """
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from libertem.common.executor import JobCancelledError, SimpleWorkerQueue, TaskCommHandler
 
@@ -27,13 +27,28 @@ class FeedCommHandler(TaskCommHandler):
         self._current: Stack | None = None
         self._used = 0
         self._cursor = 0
+        self._check: Callable[[], None] | None = None
+        self._check_every = 0.25
+
+    def watch_workers(self, check: Callable[[], None] | None, every: float) -> None:
+        """While waiting for frames, call ``check`` every ``every`` seconds
+        (the executor's: it raises when a worker died, which would otherwise
+        only show as a ring that never drains)."""
+        self._check = check
+        self._check_every = every
+
+    def interrupt(self) -> None:
+        """Make a wait for frames end now with ``KeyboardInterrupt`` (safe
+        to call from a signal handler)."""
+        self.stream.interrupt()
 
     def _take(self, start: int, stop: int) -> Iterator[Piece]:
         """Pieces covering frames [start, stop); frames before ``start`` are released."""
         stream = self.stream
         while self._cursor < stop:
             if self._current is None or self._used == self._current.count:
-                self._current = stream.next_stack()
+                self._current = stream.next_stack(check=self._check,
+                                                  check_every=self._check_every)
                 self._used = 0
             st = self._current
             lo = self._used
@@ -69,6 +84,9 @@ class FeedCommHandler(TaskCommHandler):
             if self.stream.error is None:
                 self.stream.fail(e)
             raise JobCancelledError(str(e)) from e
+        except BaseException:
+            failed = True
+            raise
         finally:
             queue.put({"type": "END_PARTITION", "failed": failed})
 

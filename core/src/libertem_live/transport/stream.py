@@ -25,7 +25,12 @@ class _End:
     pass
 
 
+class _Interrupt:
+    pass
+
+
 _END = _End()
+_INTERRUPT = _Interrupt()
 
 
 class FrameStream:
@@ -46,7 +51,8 @@ class FrameStream:
         self.timeout = timeout
         self.source = source
         self.stop_event = threading.Event()
-        self._queue: queue.SimpleQueue[Stack | _End | BaseException] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Stack | _End | _Interrupt | BaseException] = (
+            queue.SimpleQueue())
         self._error: BaseException | None = None
         self._ended = False
         self._closed = False
@@ -102,8 +108,15 @@ class FrameStream:
     def error(self) -> BaseException | None:
         return self._error
 
-    def next_stack(self, timeout: float | None = None) -> Stack:
-        """The next published stack; raises when the stream ended early or failed."""
+    def interrupt(self) -> None:
+        """End the consumer's current (or next) wait with ``KeyboardInterrupt``.
+        Safe in a signal handler: ``SimpleQueue.put`` is reentrant."""
+        self._queue.put(_INTERRUPT)
+
+    def next_stack(self, timeout: float | None = None, check: Callable[[], None] | None = None,
+                   check_every: float = 0.25) -> Stack:
+        """The next published stack; raises when the stream ended early or failed.
+        While waiting, ``check()`` runs every ``check_every`` seconds (it may raise)."""
         if self._error is not None and self._ended:
             raise self._error
         wait = self.timeout if timeout is None else timeout
@@ -111,8 +124,15 @@ class FrameStream:
         while True:
             remaining = deadline - time.monotonic()
             try:
-                item = self._queue.get(timeout=max(remaining, 0.0))
+                if check is None:
+                    item = self._queue.get(timeout=max(remaining, 0.0))
+                else:
+                    item = self._queue.get(timeout=max(min(remaining, check_every), 0.0))
             except queue.Empty:
+                if check is not None:
+                    check()
+                    if deadline - time.monotonic() > 0:
+                        continue
                 self.ledger.finish_short()
                 err = AcquisitionTimeoutError(
                     f"no frame from the {self.source} within {wait:g} s (waiting for frame "
@@ -122,6 +142,8 @@ class FrameStream:
                 )
                 self._error = self._error or err
                 raise err from None
+            if isinstance(item, _Interrupt):
+                raise KeyboardInterrupt
             if isinstance(item, Stack):
                 if item.first != self._next_index:
                     err2 = self._out_of_sequence(item)

@@ -9,6 +9,7 @@ from libertem_live_testing.suite.test_navshape import TestNavShape
 from libertem_live_testing.suite.test_results import TestResults
 from libertem_live_testing.suite.test_faults import TestFaults
 from libertem_live_testing.suite.test_order import TestFrameOrder
+from libertem_live_testing.suite.test_interrupts import TestInterrupts
 
 __all__ = ["TestDiscovery", "TestConnection", "TestPassive", "TestActive", "TestNavShape",
-           "TestResults", "TestFaults", "TestFrameOrder"]
+           "TestResults", "TestFaults", "TestFrameOrder", "TestInterrupts"]
