@@ -1,104 +1,100 @@
-"""The ``libertem-live`` console command."""
+"""The ``libertem-live`` console command: argparse wiring only; each
+subcommand's work is in :mod:`libertem_live.commands`."""
 from __future__ import annotations
 
 import argparse
 import sys
 
-from libertem_live import __version__, list_detectors
+from libertem_live import __version__
 
-
-def _list(args: argparse.Namespace) -> int:
-    """One line per installed driver; imports only the drivers' plugin modules."""
-    rows = list_detectors()
-    if not rows:
-        print("no detector drivers installed")
-        return 1
-    width = max(len(r["name"]) for r in rows)
-    dwidth = max(len(f"{r['distribution']} {r['version']}") for r in rows)
-    for r in rows:
-        dist = f"{r['distribution']} {r['version']}"
-        detail = r["description"] if r["status"] == "ok" else f"{r['status'].upper()}: {r['error']}"
-        print(f"{r['name']:<{width}}  {dist:<{dwidth}}  {detail}")
-    return 0 if all(r["status"] == "ok" for r in rows) else 2
-
-
-def _show(name: str) -> int:
-    """One driver in full: what it is and the parameters its ``open`` takes."""
-    from libertem_live.errors import DriverError, UnknownDetectorError
-    from libertem_live.registry import default_registry
-
-    registry = default_registry()
-    try:
-        info = registry.get(name)
-        params = info.describe_parameters()
-    except UnknownDetectorError as e:
-        print(f"libertem-live: {e.args[0]}", file=sys.stderr)
-        return 1
-    except DriverError as e:
-        print(f"libertem-live: {e}", file=sys.stderr)
-        return 2
-    record = next(r for r in registry.records() if r.name == name)
-    print(f"{name} ({record.distribution} {record.version})")
-    if info.description:
-        print(f"  {info.description}")
-    print()
-    if not params:
-        print(f"ctx.make_connection({name!r}).open() takes no parameters")
-        return 0
-    print(f"parameters of ctx.make_connection({name!r}).open(...):")
-    nwidth = max(len(p.name) for p in params)
-    dwidth = max(len(p.default_text) for p in params)
-    for p in params:
-        line = f"  {p.name:<{nwidth}}  {p.default_text:<{dwidth}}  {p.description}"
-        print(line.rstrip())
-    return 0
+_Defaults = argparse.ArgumentDefaultsHelpFormatter
 
 
 def _detectors(args: argparse.Namespace) -> int:
-    return _show(args.name) if args.name else _list(args)
+    from libertem_live.commands import detectors
+    return detectors.run(args)
+
+
+def _sim(args: argparse.Namespace) -> int:
+    from libertem_live.commands import sim
+    return sim.run(args)
+
+
+def _record(args: argparse.Namespace) -> int:
+    from libertem_live.commands import record
+    return record.run(args)
 
 
 def _new_driver(args: argparse.Namespace) -> int:
-    """Write a new driver distribution from the template."""
-    from pathlib import Path
-
-    from libertem_live.scaffold import new_driver
-
-    try:
-        root = new_driver(args.name, Path(args.dest))
-    except (ValueError, FileExistsError) as e:
-        print(f"libertem-live: {e}", file=sys.stderr)
-        return 1
-    print(f"wrote {root}")
-    print("next:")
-    print(f"  pip install -e {root} libertem-live-testing pytest")
-    print(f"  pytest {root / 'tests'}      # the conformance kit against its simulator")
-    print("  then replace wire.py, receiver.py and sim/ with your detector's")
-    return 0
+    from libertem_live.commands import new_driver
+    return new_driver.run(args)
 
 
-def main(argv: list[str] | None = None) -> int:
+def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="libertem-live", description="live processing of 4D-STEM detector streams")
+        prog="libertem-live", description="live processing of 4D-STEM detector streams",
+        formatter_class=_Defaults)
     parser.add_argument("--version", action="version", version=f"libertem-live-core {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
+
     p = sub.add_parser(
         "detectors", help="list installed detector drivers, or show one driver's parameters",
         description="Without NAME: list installed detector drivers and their versions. "
                     "With NAME: that driver's connection parameters, their defaults and "
-                    "meaning.")
+                    "meaning.", formatter_class=_Defaults)
     p.add_argument("name", nargs="?", metavar="NAME", help="a driver's name, e.g. memory")
     p.set_defaults(func=_detectors)
+
+    s = sub.add_parser(
+        "sim", help="run the simulator of an installed driver",
+        description="Without NAME: list the installed drivers that ship a simulator. With "
+                    "NAME: run that simulator; the arguments after NAME are its own "
+                    "(libertem-live sim NAME --help shows them with their defaults).",
+        formatter_class=_Defaults)
+    s.add_argument("name", nargs="?", metavar="NAME", help="a driver's name, e.g. dectris")
+    s.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS",
+                   help="arguments of the simulator")
+    s.set_defaults(func=_sim)
+
+    r = sub.add_parser(
+        "record", help="acquire from a detector into a .npy file (with a JSON sidecar)",
+        description="Acquire one scan from a detector or simulator into a .npy file, written "
+                    "atomically (an incomplete run leaves STEM.incomplete.npy) with a JSON "
+                    "sidecar, and print the frame ledger. Active mode arms the detector; "
+                    "--passive waits for an acquisition started elsewhere.",
+        formatter_class=_Defaults)
+    r.add_argument("name", metavar="NAME", help="a driver's name, e.g. dectris")
+    r.add_argument("--out", required=True, metavar="FILE", help="the .npy file to write")
+    r.add_argument("--nav-shape", type=int, nargs="+", metavar="N",
+                   help="scan shape, e.g. 128 128 (passive mode: may come from the detector)")
+    r.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                   help="a connection parameter, repeatable; VALUE is read as a Python literal "
+                        "where it is one (libertem-live detectors NAME lists them)")
+    r.add_argument("--passive", action="store_true",
+                   help="wait for an acquisition started on the detector instead of arming it")
+    r.add_argument("--timeout", type=float, default=60.0,
+                   help="passive mode: seconds to wait for the acquisition to start")
+    r.add_argument("--overwrite", action="store_true", help="replace an existing FILE")
+    r.add_argument("--executor", default="pipelined", choices=["pipelined", "inline"],
+                   help="LiberTEM executor: worker processes, or all in this process")
+    r.add_argument("--no-progress", action="store_true", help="no progress bar")
+    r.add_argument("--debug", action="store_true", help="show the traceback of errors")
+    r.set_defaults(func=_record)
+
     n = sub.add_parser(
         "new-driver", help="write a new driver distribution (driver, simulator, conformance test)",
         description="Write libertem-live-NAME: a complete driver for a small TCP detector, its "
                     "simulator and its conformance test, which pass the kit as generated. "
                     "Replace the wire format with your detector's.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=_Defaults)
     n.add_argument("name", metavar="NAME", help="the driver's name, e.g. mycam")
     n.add_argument("--dest", default=".", help="folder to write libertem-live-NAME into")
     n.set_defaults(func=_new_driver)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
     return int(args.func(args))
 
 

@@ -67,8 +67,10 @@ def libertem_live_detectors() -> Sequence[DetectorInfo]:
     also be importable as ``libertem_live.detectors.<name>`` for scripts
     written against older import paths, the callable whose signature lists
     the parameters (``signature_of``, e.g. ``"my_package.connection:MyConnection"``,
-    imported only by ``libertem-live detectors NAME``) and what each one
-    means (``parameters``).
+    imported only by ``libertem-live detectors NAME``), what each one
+    means (``parameters``), and the entry point of the driver's simulator
+    (``simulator``, e.g. ``"my_package.sim.__main__:main"``, imported only by
+    ``libertem-live sim NAME``).
 
     Two drivers claiming one name are reported as a conflict naming both
     distributions; neither is used until one is uninstalled.

@@ -36,6 +36,14 @@ class DetectorInfo:
     nothing; name the connection class in ``signature_of`` then, as a
     ``"package.module:ClassName"`` string: it is imported only when someone asks
     for the parameters, never when drivers are listed.
+
+    ``simulator`` names the driver's simulator, if it ships one, as a
+    ``"package.module:function"`` string; ``libertem-live sim NAME`` imports it
+    only when that simulator is run and calls ``function(argv, prog=...)``
+    (``argv``: the command-line arguments after NAME; ``prog``: the command
+    name for its ``--help`` and messages), which returns the exit status (None
+    counts as 0).  Leaving it None keeps the driver out of ``libertem-live
+    sim``; being optional, it did not change :data:`PLUGIN_API_VERSION`.
     """
 
     name: str
@@ -45,6 +53,7 @@ class DetectorInfo:
     compat_module: str | None = None
     parameters: dict[str, str] = field(default_factory=dict)
     signature_of: str | Callable[..., Any] | None = None
+    simulator: str | None = None
 
     def describe_parameters(self) -> list[Parameter]:
         """Name, default and meaning of each parameter of ``open``, in order;

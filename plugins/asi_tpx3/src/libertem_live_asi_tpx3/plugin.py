@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from libertem_live.driver import PLUGIN_API_VERSION, DetectorInfo, hookimpl
+from libertem_live.driver import DetectorInfo, hookimpl
 
 
 def open_connection(**params: Any) -> Any:
@@ -16,9 +16,10 @@ def libertem_live_detectors() -> list[DetectorInfo]:
     return [DetectorInfo(
         name="asi_tpx3",
         open=open_connection,
-        plugin_api=PLUGIN_API_VERSION,
+        plugin_api=1,  # the core plugin API this driver was written for
         description="ASI TPX3 / CheeTah T3 sparse CSR stream over TCP (passive mode only)",
         compat_module="libertem_live_asi_tpx3",
+        simulator="libertem_live_asi_tpx3.sim.__main__:main",
         signature_of="libertem_live_asi_tpx3.connection:Tpx3Connection",
         parameters={
             "data_host": "host of the ASI software's data stream",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from libertem_live.driver import PLUGIN_API_VERSION, DetectorInfo, hookimpl
+from libertem_live.driver import DetectorInfo, hookimpl
 
 
 def open_connection(**params: Any) -> Any:
@@ -15,9 +15,10 @@ def open_connection(**params: Any) -> Any:
 @hookimpl
 def libertem_live_detectors() -> list[DetectorInfo]:
     return [DetectorInfo(
-        name="merlin", open=open_connection, plugin_api=PLUGIN_API_VERSION,
+        name="merlin", open=open_connection, plugin_api=1,  # the core plugin API this driver was written for
         description="Quantum Detectors Merlin (Medipix3, incl. 2x2 quad): MPX over TCP",
         compat_module="libertem_live_merlin",
+        simulator="libertem_live_merlin.sim.__main__:main",
         parameters={"api_host": "Merlin PC host (control)", "api_port": "control port (6341)",
                     "data_host": "Merlin PC host (data)", "data_port": "data port (6342)",
                     "timeout": "seconds without data before an acquisition fails",

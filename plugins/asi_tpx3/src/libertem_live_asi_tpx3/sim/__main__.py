@@ -1,5 +1,7 @@
-"""``python -m libertem_live_asi_tpx3.sim`` / ``libertem-live-tpx3-sim``: serve
-synthetic or replayed TPX3 acquisitions until Ctrl-C, or write a capture file."""
+"""``python -m libertem_live_asi_tpx3.sim`` / ``libertem-live-tpx3-sim`` /
+``libertem-live sim asi_tpx3``: serve synthetic or replayed TPX3 acquisitions
+until Ctrl-C, or write a capture file.  :mod:`.upstream_cli` gives upstream's
+``libertem-live-asi-tpx-sim`` options."""
 from __future__ import annotations
 
 import argparse

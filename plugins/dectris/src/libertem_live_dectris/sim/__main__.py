@@ -1,5 +1,6 @@
-"""``python -m libertem_live_dectris.sim`` (also the ``libertem-live-dectris-sim``
-command): run the simulator until Ctrl-C / SIGTERM, or write a synthetic dump."""
+"""``python -m libertem_live_dectris.sim`` (also ``libertem-live sim dectris``, and
+the ``libertem-live-dectris-sim`` command through :mod:`.upstream_cli`): run the
+simulator until Ctrl-C / SIGTERM, or write a synthetic dump."""
 from __future__ import annotations
 
 import argparse
@@ -16,17 +17,14 @@ from libertem_live.driver import FaultKind
 from libertem_live_dectris.sim.faults import SUPPORTED_FAULTS
 
 
-def _prog() -> str:
-    name = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
-    if name.startswith("libertem-live-dectris-sim"):
-        return "libertem-live-dectris-sim"
-    return "python -m libertem_live_dectris.sim"
+PROG = "python -m libertem_live_dectris.sim"
 
 
-def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+def parser(prog: str | None = None) -> argparse.ArgumentParser:
+    """The simulator's own options (:mod:`.upstream_cli` adds upstream's forms)."""
     kinds = ", ".join(k.value for k in FaultKind if k in SUPPORTED_FAULTS)
     p = argparse.ArgumentParser(
-        prog=_prog(),
+        prog=prog or PROG,
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="DECTRIS DCU simulator (SIMPLON REST + ZeroMQ stream V1 or V2), or write a "
                     "synthetic dump file.")
@@ -55,11 +53,16 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         "0-based image where it happens (default: the middle)")
     p.add_argument("--write-dump", metavar="PATH", help="write a synthetic dump file and exit")
     p.add_argument("-v", "--verbose", action="store_true", help="log every REST request")
-    return p.parse_args(argv)
+    return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _parse_args(argv)
+def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
+    """Console entry (also ``DetectorInfo.simulator``); ``prog`` names the command."""
+    return run(parser(prog).parse_args(argv), prog or PROG)
+
+
+def run(args: argparse.Namespace, prog: str) -> int:
+    """Serve (or write a dump) as ``args`` from :func:`parser` say."""
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
     from libertem_live_dectris.sim.server import DectrisSim
     from libertem_live_dectris.sim.source import write_dump
@@ -78,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             shape=tuple(args.shape), dtype=args.dtype, compression=args.compression,
             frames=args.frames, seed=args.seed, dwelltime=args.dwelltime, fault=args.fault)
     except ValueError as e:
-        print(f"{_prog()}: error: {e}", file=sys.stderr)
+        print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
     sim.start()
     done = threading.Event()
@@ -94,4 +97,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(main(prog=PROG))

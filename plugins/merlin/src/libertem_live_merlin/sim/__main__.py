@@ -1,27 +1,32 @@
-"""``python -m libertem_live_merlin.sim``: a simulated Merlin until Ctrl-C / SIGTERM.
+"""``python -m libertem_live_merlin.sim`` (also ``libertem-live sim merlin`` and
+``libertem-live-merlin-sim``): a simulated Merlin until Ctrl-C / SIGTERM.
 
 Prints one JSON line with the ports it listens on (useful with port 0).
+:mod:`.upstream_cli` (``libertem-live-mib-sim``) translates upstream's options
+onto these and serves through :func:`serve`.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import logging
-import os
 import signal
 import sys
 import threading
-from typing import Optional
+from typing import Callable, Optional, Sequence
 
 from .faults import SUPPORTED_FAULTS
 from .server import MerlinSim
 
+PROG = "python -m libertem_live_merlin.sim"
 
-def _parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
-    script = os.path.basename(sys.argv[0])
+#: runs next to the simulator until the event is set (e.g. a trigger source)
+Companion = Callable[[MerlinSim, threading.Event], None]
+
+
+def parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m libertem_live_merlin.sim" if script in ("__main__.py", "-c", "")
-        else script,
+        prog=prog or PROG,
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="Simulated Quantum Detectors Merlin (control + data TCP ports). "
                     "Runs until Ctrl-C / SIGTERM.")
@@ -29,7 +34,8 @@ def _parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     p.add_argument("--control-port", type=int, default=6341, help="0: any free port")
     p.add_argument("--data-port", type=int, default=6342, help="0: any free port")
     p.add_argument("--frames", type=int, default=None,
-                   help="NUMFRAMESTOACQUIRE (None: ScanY*ScanX, or the MIB file's count)")
+                   help="NUMFRAMESTOACQUIRE, 0: continuous (None: ScanY*ScanX, or the MIB "
+                        "file's count)")
     p.add_argument("--scan", type=int, nargs=2, metavar=("SCANY", "SCANX"), default=None,
                    help="scan shape announced in the acquisition header")
     p.add_argument("--depth", type=int, default=12, choices=[1, 6, 12, 24],
@@ -46,17 +52,21 @@ def _parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
                    help="a stream fault for the first acquisition; KIND one of "
                         + ", ".join(sorted(k.value for k in SUPPORTED_FAULTS)))
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    return p.parse_args(argv)
+    return p
 
 
-def main(argv: Optional[list[str]] = None) -> None:
-    args = _parse_args(argv)
+def build(args: argparse.Namespace) -> MerlinSim:
+    """The simulator ``args`` (from :func:`parser`) describe, not yet started."""
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO)
-    sim = MerlinSim(args.host, args.control_port, args.data_port, frames=args.frames,
-                    scan_shape=tuple(args.scan) if args.scan else None,
-                    counter_depth=args.depth, raw=args.raw, layout=args.layout,
-                    trigger=args.trigger, pool_size=args.pool_size, seed=args.seed,
-                    mib_path=args.mib, frame_rate=args.frame_rate, fault=args.fault)
+    return MerlinSim(args.host, args.control_port, args.data_port, frames=args.frames,
+                     scan_shape=tuple(args.scan) if args.scan else None,
+                     counter_depth=args.depth, raw=args.raw, layout=args.layout,
+                     trigger=args.trigger, pool_size=args.pool_size, seed=args.seed,
+                     mib_path=args.mib, frame_rate=args.frame_rate, fault=args.fault)
+
+
+def serve(sim: MerlinSim, companions: Sequence[Companion] = ()) -> int:
+    """Start ``sim``, print its ports, serve until SIGINT / SIGTERM, stop."""
     done = threading.Event()
 
     def _terminate(signum: int, frame: object) -> None:
@@ -67,13 +77,37 @@ def main(argv: Optional[list[str]] = None) -> None:
     signal.signal(signal.SIGTERM, _terminate)
     signal.signal(signal.SIGINT, _terminate)
     sim.start()
+    threads = [threading.Thread(target=c, args=(sim, done), daemon=True) for c in companions]
     try:
         print(json.dumps({"control_port": sim.control_port, "data_port": sim.data_port}),
               flush=True)
+        for t in threads:
+            t.start()
         done.wait()
     finally:
+        done.set()
+        for t in threads:
+            if t.is_alive():
+                t.join(1.0)
         sim.stop()
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> int:
+    """Console entry (also ``DetectorInfo.simulator``); ``prog`` names the command."""
+    args = parser(prog).parse_args(argv)
+    try:
+        sim = build(args)
+    except (ValueError, OSError) as e:
+        print(f"{prog or PROG}: error: {e}", file=sys.stderr)
+        return 2
+    return serve(sim)
+
+
+def console() -> int:
+    """The ``libertem-live-merlin-sim`` console script."""
+    return main(prog="libertem-live-merlin-sim")
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

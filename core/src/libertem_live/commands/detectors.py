@@ -1,0 +1,60 @@
+"""``libertem-live detectors [NAME]``: the installed drivers, or one driver's parameters."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from libertem_live import list_detectors
+
+
+def _list() -> int:
+    """One line per installed driver; imports only the drivers' plugin modules."""
+    rows = list_detectors()
+    if not rows:
+        print("no detector drivers installed")
+        return 1
+    width = max(len(r["name"]) for r in rows)
+    dwidth = max(len(f"{r['distribution']} {r['version']}") for r in rows)
+    for r in rows:
+        dist = f"{r['distribution']} {r['version']}"
+        detail = r["description"] if r["status"] == "ok" else f"{r['status'].upper()}: {r['error']}"
+        print(f"{r['name']:<{width}}  {dist:<{dwidth}}  {detail}")
+    return 0 if all(r["status"] == "ok" for r in rows) else 2
+
+
+def _show(name: str) -> int:
+    """One driver in full: what it is and the parameters its ``open`` takes."""
+    from libertem_live.errors import DriverError, UnknownDetectorError
+    from libertem_live.registry import default_registry
+
+    registry = default_registry()
+    try:
+        info = registry.get(name)
+        params = info.describe_parameters()
+    except UnknownDetectorError as e:
+        print(f"libertem-live: {e.args[0]}", file=sys.stderr)
+        return 1
+    except DriverError as e:
+        print(f"libertem-live: {e}", file=sys.stderr)
+        return 2
+    record = next(r for r in registry.records() if r.name == name)
+    print(f"{name} ({record.distribution} {record.version})")
+    if info.description:
+        print(f"  {info.description}")
+    if info.simulator:
+        print(f"  simulator: libertem-live sim {name} --help")
+    print()
+    if not params:
+        print(f"ctx.make_connection({name!r}).open() takes no parameters")
+        return 0
+    print(f"parameters of ctx.make_connection({name!r}).open(...):")
+    nwidth = max(len(p.name) for p in params)
+    dwidth = max(len(p.default_text) for p in params)
+    for p in params:
+        line = f"  {p.name:<{nwidth}}  {p.default_text:<{dwidth}}  {p.description}"
+        print(line.rstrip())
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    return _show(args.name) if args.name else _list()
