@@ -136,3 +136,81 @@ def docs(session: nox.Session) -> None:
                 str(out), env=_env())
     session.log(f"documentation: {out / 'index.html'}")
     session.run("pytest", "-q", str(ROOT / "docs" / "tests"), *session.posargs, env=_env())
+
+
+# ------------------------------------------------------------------ releases
+
+DIST = ROOT / "dist"
+
+
+def _distributions() -> list[Path]:
+    """Every distribution of the repository (a folder with a pyproject.toml under
+    core/, testing/ or plugins/), found rather than listed so a new one is built too."""
+    candidates = [ROOT / "core", ROOT / "testing", *sorted((ROOT / "plugins").iterdir())]
+    return [p for p in candidates if (p / "pyproject.toml").is_file()]
+
+
+def _members(path: Path) -> int:
+    import tarfile
+    import zipfile
+    if path.suffix == ".whl":
+        with zipfile.ZipFile(path) as z:
+            return len(z.namelist())
+    with tarfile.open(path) as t:
+        return sum(1 for m in t.getmembers() if m.isfile())
+
+
+def _build_dists(session: nox.Session) -> None:
+    """An sdist, then a wheel built from that sdist (so the sdist is known to be
+    complete), for every distribution into an emptied dist/; two builds at a time."""
+    import shutil
+    import subprocess
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    session.install("twine>=6.1")
+    shutil.rmtree(DIST, ignore_errors=True)
+    DIST.mkdir()
+    uv = nox.virtualenv.UV
+    python = str(Path(session.bin) / "python")
+
+    def build(path: Path) -> tuple[Path, subprocess.CompletedProcess[str]]:
+        return path, subprocess.run(
+            [uv, "build", "--quiet", "--no-config", "--python", python, "--out-dir", str(DIST),
+             str(path)], capture_output=True, text=True)
+
+    start = time.monotonic()
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for path, proc in pool.map(build, _distributions()):
+            if proc.returncode != 0:
+                session.error(f"building {path.relative_to(ROOT)} failed:\n"
+                              f"{proc.stdout}{proc.stderr}")
+    files = sorted(p for p in DIST.iterdir() if p.name.endswith((".whl", ".tar.gz")))
+    session.log(f"built {len(files)} files in {time.monotonic() - start:.0f} s")
+    session.run("twine", "check", "--strict", *map(str, files))
+    rows = [(f.name.split("-")[0].replace("_", "-"), f.name.split("-")[1].removesuffix(".tar.gz"),
+             "wheel" if f.suffix == ".whl" else "sdist", f.stat().st_size, _members(f), f.name)
+            for f in files]
+    print(f"{'distribution':<26} {'version':<8} {'kind':<6} {'KiB':>6} {'files':>5}  file")
+    for name, version, kind, size, members, fname in rows:
+        print(f"{name:<26} {version:<8} {kind:<6} {size / 1024:>6.1f} {members:>5}  {fname}")
+
+
+@nox.session
+def build(session: nox.Session) -> None:
+    """sdists and wheels of every distribution in dist/, metadata checked with
+    `twine check --strict` (test_release builds them too, then tests them)."""
+    _build_dists(session)
+
+
+@nox.session(tags=["tests"])
+def test_release(session: nox.Session) -> None:
+    """Build every distribution (as `build`), then release/tests: what the files
+    carry, each driver installed alone from a local index into a fresh venv
+    (simulator + ground truth), the kit alone, and the version policy
+    (docs/releasing.rst) from wheels."""
+    _build_dists(session)
+    session.install("pytest")
+    env = {**_env(), "LIBERTEM_LIVE_DIST": str(DIST), "LIBERTEM_LIVE_UV": nox.virtualenv.UV}
+    session.run("pytest", "-q", "-p", "no:cacheprovider", "--durations=8",
+                str(ROOT / "release" / "tests"), *session.posargs, env=env)
