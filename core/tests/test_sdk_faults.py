@@ -77,10 +77,40 @@ def test_unknown_fault_lists_the_known_ones() -> None:
     assert str(parse_fault("Frame-Gap@3")) == "frame_gap@3"
 
 
+def _segments() -> set[str]:
+    return {n for n in os.listdir("/dev/shm") if n.startswith("psm_")}
+
+
+def test_open_allocates_no_shared_memory_until_asked_to_acquire(ctx, data) -> None:
+    before = _segments()
+    conn = ctx.make_connection("memory").open(data=data)
+    try:
+        assert _segments() == before, "open() alone must not allocate the ring"
+        conn.wait_for_acquisition(1.0)
+        assert len(_segments() - before) == 1, "the first acquisition prepares one ring"
+    finally:
+        conn.close()
+    assert _segments() == before
+
+
 def test_dropped_connection_frees_its_shared_memory(ctx, data) -> None:
     conn = ctx.make_connection("memory").open(data=data)
-    names = [n for n in os.listdir("/dev/shm") if n.startswith("psm_")]
-    del conn
+    aq = ctx.make_acquisition(conn=conn, nav_shape=(6, 10))
+    ctx.run_udf(dataset=aq, udf=SumUDF())
+    names = _segments()
+    del conn, aq
     gc.collect()
-    left = [n for n in os.listdir("/dev/shm") if n.startswith("psm_")]
+    left = _segments()
     assert len(left) < len(names), "a dropped connection must free its ring"
+
+
+def test_buffer_size_sizes_the_ring_in_mib() -> None:
+    from libertem_live.driver import BaseConnection, RingConfig
+
+    assert BaseConnection().ring.nbytes == 128 << 20
+    assert BaseConnection(buffer_size=40).ring.nbytes == 40 << 20
+    assert BaseConnection(buffer_size=0.5).ring.num_slots == 2  # never fewer than two slots
+    with pytest.raises(ValueError, match="not both"):
+        BaseConnection(buffer_size=8, ring=RingConfig())
+    with pytest.raises(ValueError, match="positive"):
+        BaseConnection(buffer_size=-1)

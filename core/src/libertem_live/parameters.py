@@ -99,3 +99,16 @@ def describe(info: DetectorInfo) -> list[Parameter]:
         found.append(Parameter(p.name, default, words.pop(p.name, "")))
     found.extend(Parameter(name, UNKNOWN, text) for name, text in words.items())
     return found
+
+
+def default_memory_mib(info: DetectorInfo, params: list[Parameter]) -> float | None:
+    """MiB of shared memory a connection of this driver uses by default: its
+    ``buffer_size`` default when that is a number, else the connection
+    class's ``default_ring``; None when neither says."""
+    for p in params:
+        if p.name == "buffer_size" and isinstance(p.default, (int, float)) \
+                and not isinstance(p.default, bool):
+            return float(p.default)
+    ring = getattr(signature_source(info), "default_ring", None)
+    nbytes = getattr(ring, "nbytes", None)
+    return None if nbytes is None else nbytes / (1 << 20)

@@ -25,6 +25,7 @@ def _list() -> int:
 def _show(name: str) -> int:
     """One driver in full: what it is and the parameters its ``open`` takes."""
     from libertem_live.errors import DriverError, UnknownDetectorError
+    from libertem_live.parameters import default_memory_mib
     from libertem_live.registry import default_registry
 
     registry = default_registry()
@@ -53,6 +54,13 @@ def _show(name: str) -> int:
     for p in params:
         line = f"  {p.name:<{nwidth}}  {p.default_text:<{dwidth}}  {p.description}"
         print(line.rstrip())
+    mib = default_memory_mib(info, params)
+    if mib is not None:
+        print()
+        print(f"memory: {mib:g} MiB of shared memory per connection (the ring each acquisition "
+              "receives into), allocated at the first acquisition and kept until close()"
+              + ("; buffer_size= (MiB) changes it" if any(p.name == "buffer_size"
+                                                           for p in params) else ""))
     return 0
 
 

@@ -54,17 +54,28 @@ class BaseConnection:
     """A connection to one detector; see the module docstring.
 
     ``timeout``: seconds without a frame before a running acquisition fails
-    (also the wait for the first frame after arming).  ``ring``: size of the
-    shared-memory ring each acquisition receives into (default
-    :attr:`default_ring`); the connection keeps one ring, faulted in while
-    idle, for its next acquisition.
+    (also the wait for the first frame after arming).
+
+    Memory: each acquisition receives into a ring of shared memory,
+    ``buffer_size`` MiB (default: :attr:`default_ring`, 128 MiB), or exactly
+    as ``ring`` says.  Nothing is allocated when the connection opens; the
+    ring is made (and its pages faulted in, in the background) when the
+    connection is first asked to acquire (:meth:`check_idle`, which every
+    driver calls before waiting or arming), and kept until :meth:`close` so
+    that later acquisitions start at full speed.  A connection that is
+    garbage-collected without ``close()`` frees it too.
     """
 
     detector_name: str = "detector"
     default_ring: RingConfig = RingConfig()
 
-    def __init__(self, *, timeout: float = 30.0, ring: RingConfig | None = None) -> None:
+    def __init__(self, *, timeout: float = 30.0, ring: RingConfig | None = None,
+                 buffer_size: float | None = None) -> None:
         self.timeout = float(timeout)
+        if ring is not None and buffer_size is not None:
+            raise ValueError("pass either ring= or buffer_size= (MiB), not both")
+        if ring is None and buffer_size is not None:
+            ring = self.default_ring.resized(buffer_size)
         self.ring = ring or self.default_ring
         self._res: _Resources | None = None
         self._finalizer: weakref.finalize | None = None
@@ -99,7 +110,6 @@ class BaseConnection:
         if self._res is not None:
             return self
         res = _Resources()
-        res.rings.prepare(self.ring)
         self._res = res
         self._finalizer = weakref.finalize(self, res.close)
         try:
@@ -135,7 +145,8 @@ class BaseConnection:
     # --- acquisitions ------------------------------------------------------------------------
     def check_idle(self) -> None:
         """Raise unless the connection is open and no acquisition is still
-        receiving on it (a driver calls this before touching its socket)."""
+        receiving on it (a driver calls this before touching its socket).
+        An acquisition is about to start, so the ring for it is prepared."""
         res = self._res
         if res is None:
             raise AcquisitionStateError(
@@ -146,6 +157,7 @@ class BaseConnection:
             raise AcquisitionStateError(
                 f"an acquisition is still receiving on this {self.detector_name} connection; "
                 "run it (or cancel the pending acquisition) before starting the next one")
+        res.rings.prepare(self.ring)
 
     def start_stream(self, expected: int | None, framing: Framing, *,
                      name: str | None = None, info: dict[str, Any] | None = None,

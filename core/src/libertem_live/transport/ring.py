@@ -196,6 +196,20 @@ class RingConfig:
     slot_bytes: int = 4 << 20
     max_frames: int = 256
 
+    @property
+    def nbytes(self) -> int:
+        """Shared memory of the frame payload (the slot tables add a little)."""
+        return self.num_slots * self.slot_bytes
+
+    def resized(self, mib: float) -> RingConfig:
+        """The same slots, as many as fit in ``mib`` MiB (at least 2, so the
+        receiver can fill one while the workers read the other)."""
+        if not mib > 0:
+            raise ValueError(f"buffer_size must be a positive number of MiB, got {mib!r}")
+        slots = max(2, int(float(mib) * (1 << 20)) // self.slot_bytes)
+        return RingConfig(num_slots=slots, slot_bytes=self.slot_bytes,
+                          max_frames=self.max_frames)
+
 
 @dataclass(frozen=True)
 class Stack:
