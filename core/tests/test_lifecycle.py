@@ -2,6 +2,8 @@
 happened, executors, plots, ROI, recording."""
 from __future__ import annotations
 
+from typing import Any
+
 import json
 import os
 import threading
@@ -54,6 +56,33 @@ def test_keyboard_interrupt_in_hook_ends_acquisition(ctx, data) -> None:
         assert ctrl.stopped == 1, "the detector is stopped after an interrupted run"
         aq2 = ctx.make_acquisition(conn=conn, nav_shape=(6, 10))
         res = ctx.run_udf(dataset=aq2, udf=SumUDF())
+        assert np.array_equal(res["intensity"].data, data.sum(axis=(0, 1)))
+    assert not _active_threads()
+
+
+def test_ctrl_c_while_arming_stops_what_was_armed(ctx, data) -> None:
+    """A real SIGINT to this process in the middle of arming: the arm
+    finishes, the run ends with KeyboardInterrupt, the stream it started is
+    stopped (no receiver left), and the next run is exact."""
+    import os
+    import signal
+
+    with ctx.make_connection("memory").open(data=data) as conn:
+        ctrl = conn.get_active_controller()
+        armed = ctrl.arm
+
+        def arm_with_ctrl_c(conn_: Any, nimages: int) -> Any:
+            os.kill(os.getpid(), signal.SIGINT)
+            return armed(conn_, nimages)
+
+        ctrl.arm = arm_with_ctrl_c  # type: ignore[method-assign]
+        aq = ctx.make_acquisition(conn=conn, nav_shape=(6, 10), controller=ctrl)
+        with pytest.raises(KeyboardInterrupt):
+            ctx.run_udf(dataset=aq, udf=SumUDF())
+        assert ctrl.armed == 1 and ctrl.stopped == 1, "armed once, and stopped again"
+        assert conn.active_stream is None, "the stream started by the arm is closed"
+        ctrl.arm = armed  # type: ignore[method-assign]
+        res = ctx.run_udf(dataset=aq, udf=SumUDF())
         assert np.array_equal(res["intensity"].data, data.sum(axis=(0, 1)))
     assert not _active_threads()
 

@@ -204,7 +204,7 @@ class LivePipelinedExecutor(PipelinedExecutor):
                 self._loop.settle(restart=False)
             except Exception:
                 pass  # a pool that cannot even be restarted is still shut down below
-            if self._loop.dead_workers():
+            if self._loop.broken() is not None:
                 _kill_pool(self._pool)
                 self._closed = True
                 return
@@ -243,7 +243,10 @@ def _kill_pool(pool: Any) -> None:
     pipe; the queue's feeder thread then blocks writing forever (the main
     process holds the pipe's other end).  Reading the pipe empty lets it
     finish."""
-    requests = [info.queues.request for info in pool.workers]
+    try:
+        requests = [info.queues.request for info in pool.workers]
+    except Exception:  # killed already (a restart that failed to start new workers)
+        return
     pool.kill()
     for request in requests:
         _drain_pipe(getattr(request, "q", None))

@@ -19,6 +19,7 @@ from sparseconverter import CUDA, NUMPY, SCIPY_CSR, SPARSE_BACKENDS, for_backend
 
 from libertem_live.errors import AcquisitionError, AcquisitionStateError
 from libertem_live.hooks import ReadyForDataEnv
+from libertem_live.interrupts import held
 from libertem_live.ledger import Ledger
 from libertem_live.protocols import (
     AcquisitionController, DetectorConnection, FrameFormat, PendingAcquisition,
@@ -269,6 +270,8 @@ class LiveAcquisition(DataSet):
 
     @property
     def array_backends(self) -> tuple[str, ...]:
+        if self.frame_format.array_backends is not None:
+            return tuple(self.frame_format.array_backends)
         if self.frame_format.sparse:
             return (SCIPY_CSR, NUMPY, CUDA)
         return (NUMPY, CUDA)
@@ -318,18 +321,24 @@ class LiveAcquisition(DataSet):
     def start_acquisition(self) -> None:
         if self._stream is not None:
             raise AcquisitionStateError("this acquisition is already running")
-        if self.pending is not None:
-            if self._runs > 0:
-                raise AcquisitionStateError(
-                    "a passive acquisition can be processed once: its frames are consumed. "
-                    "Wait for the next one with conn.wait_for_acquisition()"
-                )
-            stream = self.pending.take_stream()
-        else:
-            assert self.controller is not None
-            stream = self.controller.arm(self.conn, self.nimages)
-        self._runs += 1
-        self._stream = stream
+        if self.pending is not None and self._runs > 0:
+            raise AcquisitionStateError(
+                "a passive acquisition can be processed once: its frames are consumed. "
+                "Wait for the next one with conn.wait_for_acquisition()"
+            )
+        try:
+            # Ctrl-C waits until the stream is ours, so that it is always stopped
+            with held():
+                if self.pending is not None:
+                    stream = self.pending.take_stream()
+                else:
+                    assert self.controller is not None
+                    stream = self.controller.arm(self.conn, self.nimages)
+                self._runs += 1
+                self._stream = stream
+        except KeyboardInterrupt as e:
+            self.end_acquisition(error=e)
+            raise
         self.ledger = stream.ledger
         self.run_info = stream.info
         if stream.expected is None:

@@ -12,6 +12,11 @@ from typing import Any
 
 from libertem_live._libertem_compat import LivePipelinedExecutor
 
+#: Seconds the worker processes may take to start (LiberTEM's default is 30):
+#: on a machine busy with the detector's own software, importing LiberTEM and
+#: numba in every worker at once can take longer, and failing then helps nobody.
+STARTUP_TIMEOUT_S = 120.0
+
 #: Names ``LiveContext(executor=...)`` accepts instead of an executor object.
 EXECUTOR_NAMES = ("pipelined", "inline")
 
@@ -30,6 +35,7 @@ def make_default_executor() -> LivePipelinedExecutor:
             cpus=cpus or [0], cudas=devices["cudas"], has_cupy=devices["has_cupy"],
         ),
         pin_workers=False,
+        startup_timeout=STARTUP_TIMEOUT_S,
     )
 
 

@@ -103,6 +103,16 @@ class TaskLoop:
     def dead_workers(self) -> list[tuple[int, Any]]:
         return [(i, w) for i, w in enumerate(self._pool().workers) if not w.process.is_alive()]
 
+    def broken(self) -> str | None:
+        """Why the pool must be restarted before it can run anything, or None."""
+        try:
+            dead = self.dead_workers()
+        except Exception:  # LiberTEM's pool has no workers: a restart failed before
+            return "the worker processes are not running (starting them failed before)"
+        if dead:
+            return f"worker process {dead[0][0]} {_exit_words(dead[0][1].process.exitcode)}"
+        return None
+
     def restart(self, why: str) -> None:
         log.warning("restarting the worker processes: %s", why)
         self._owed.clear()
@@ -114,12 +124,11 @@ class TaskLoop:
         are idle and the response queue is empty; restart the pool when a
         worker died or does not answer within ``answer_timeout`` (with
         ``restart=False``, before shutting down, only stop waiting)."""
-        dead = self.dead_workers()
-        if dead:
+        why = self.broken()
+        if why is not None:
             self._owed.clear()
             if restart:
-                self.restart(
-                    f"worker process {dead[0][0]} {_exit_words(dead[0][1].process.exitcode)}")
+                self.restart(why)
             return
         if not self._owed:
             return

@@ -52,7 +52,10 @@ class Scenario(abc.ABC):
 
     def arm_passive(self, conn: Any) -> None:
         """Do what external software does to start an acquisition (passive
-        mode); called again before every further acquisition."""
+        mode); called again before every further acquisition.  For a driver
+        without active mode the interrupt tests call it with ``conn=None``
+        (the session's connection is in another process): start the
+        acquisition through the simulator then."""
 
     def active_controller_params(self) -> dict[str, Any]:
         """Keyword arguments for ``conn.get_active_controller(**params)`` in

@@ -8,6 +8,8 @@ stdin, one per line, and answers on stdout (one line each, flushed):
   ``START`` when the run begins, then ``DONE <path.npy>`` (the sum),
   ``INTERRUPTED <seconds>`` (a ``KeyboardInterrupt``: seconds from
   ``START``) or ``ERROR <class> <message>``;
+* ``passive-run``: the same in passive mode: prints ``WAIT``, waits for an
+  acquisition that someone else starts, then as ``run``;
 * ``pids``: ``PIDS <pid> ...`` of the context's worker processes;
 * ``close``: closes connection and context, prints ``LEFT <json>`` with
   what is still alive (threads, child processes, shared-memory segments of
@@ -99,13 +101,21 @@ def main(setup_path: str) -> int:
         if not line:
             return 1
         cmd = line.strip()
-        if cmd == "run":
+        if cmd in ("run", "passive-run"):
             runs += 1
             t0 = time.monotonic()
             try:
-                aq = ctx.make_acquisition(
-                    conn=conn, nav_shape=tuple(setup["nav_shape"]),
-                    controller=conn.get_active_controller(**setup["controller"]))
+                if cmd == "run":
+                    aq = ctx.make_acquisition(
+                        conn=conn, nav_shape=tuple(setup["nav_shape"]),
+                        controller=conn.get_active_controller(**setup["controller"]))
+                else:
+                    print("WAIT", file=say, flush=True)
+                    pending = conn.wait_for_acquisition(60.0)
+                    if pending is None:
+                        raise TimeoutError("no acquisition started within 60 s")
+                    aq = ctx.make_acquisition(conn=conn, nav_shape=tuple(setup["nav_shape"]),
+                                              pending_aq=pending)
                 print("START", file=say, flush=True)
                 t0 = time.monotonic()
                 res = ctx.run_udf(dataset=aq, udf=SlowSumUDF(delay_s=setup["delay_s"]))
