@@ -67,6 +67,9 @@ class FrameFormat:
     decoder: FrameDecoder
     sparse: bool = False
     metadata: dict[str, Any] = field(default_factory=dict)
+    #: array backends the acquisition offers UDFs (LiberTEM's names, e.g.
+    #: ``"numpy"``, ``"sparse.COO"``); None: the default for dense or sparse frames
+    array_backends: tuple[str, ...] | None = None
 
 
 @runtime_checkable
