@@ -112,6 +112,16 @@ class LiveContext(ContextOverrides):
         info = self.registry.get(detector_type)
         return ConnectionBuilder(detector_type, info.open)
 
+    def prepare_acquisition(self, *args: Any, **kwargs: Any) -> Any:
+        """Removed in upstream LiberTEM-live 0.2; kept so that old scripts fail
+        with a message saying what replaced it (upstream raises RuntimeError too)."""
+        raise RuntimeError(
+            "LiveContext.prepare_acquisition was removed: open a connection with "
+            "ctx.make_connection('<detector>').open(...), then describe the acquisition with "
+            "ctx.make_acquisition(conn=conn, nav_shape=...) (active mode) or "
+            "ctx.make_acquisition(conn=conn, pending_aq=conn.wait_for_acquisition(timeout)) "
+            "(passive mode)")
+
     def make_acquisition(
         self,
         *,

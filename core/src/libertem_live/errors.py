@@ -29,6 +29,12 @@ class NavShapeError(LiveError, ValueError):
     """The scan (navigation) shape could not be determined or does not fit."""
 
 
+class NavShapeUnknownError(NavShapeError, RuntimeError):
+    """Active mode, and nobody (argument, hook, controller) knows the scan
+    shape, so the detector cannot be armed for a number of frames.  Also a
+    ``RuntimeError``: scripts written for upstream LiberTEM-live catch that."""
+
+
 class AcquisitionError(LiveError):
     """A live acquisition failed; ``ledger`` says how far it got."""
 

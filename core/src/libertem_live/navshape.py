@@ -32,7 +32,7 @@ from __future__ import annotations
 import math
 from typing import Any, Callable, Sequence
 
-from libertem_live.errors import NavShapeError
+from libertem_live.errors import NavShapeError, NavShapeUnknownError
 
 NavShape = tuple[int, ...]
 
@@ -148,7 +148,7 @@ def resolve(
             told = ask_controller()
             count = None if told is None else _prod(told)
         if count is None:
-            raise NavShapeError(
+            raise (NavShapeUnknownError if active else NavShapeError)(
                 f"nav_shape {tuple(nav_shape)!r} has placeholders, but the number of images "
                 f"is unknown{_nobody_knows(controller_hint, active)}; pass a concrete nav_shape"
             )
@@ -168,7 +168,7 @@ def resolve(
             "nav_shape=(height, width), or (-1, width), or implement "
             "Hooks.on_determine_nav_shape"
         )
-    raise NavShapeError(
+    raise (NavShapeUnknownError if active else NavShapeError)(
         f"cannot determine nav_shape: the number of images is unknown"
         f"{_nobody_knows(controller_hint, active)}; pass a concrete nav_shape=(height, width)"
     )

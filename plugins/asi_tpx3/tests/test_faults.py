@@ -157,13 +157,23 @@ def test_no_acquisition_returns_none(live_ctx: Any) -> None:
 
 
 def test_server_not_up_yet_then_reconnects(live_ctx: Any) -> None:
+    """Nobody listening is an error that names the address, not None (which
+    means: connected, no scan yet); once the server is up, the same
+    connection works."""
+    from libertem_live.errors import DetectorConnectionError
+
     probe = socket.create_server(("127.0.0.1", 0))
     port = probe.getsockname()[1]
     probe.close()
     conn = live_ctx.make_connection("asi_tpx3").open(data_port=port)
     with conn:
-        assert conn.wait_for_acquisition(timeout=0.5) is None
+        with pytest.raises(DetectorConnectionError,
+                           match=f"cannot reach the ASI TPX3 server at tcp://127.0.0.1:{port}"):
+            conn.wait_for_acquisition(timeout=0.5)
+        with pytest.raises(DetectorConnectionError, match="cannot reach"):
+            conn.wait_for_acquisition(timeout=0)
         with Tpx3Sim(port=port, **SIM) as sim:
+            assert conn.wait_for_acquisition(timeout=0.3) is None
             sim.trigger()
             _sum(live_ctx, conn, sim)
 

@@ -26,7 +26,9 @@ __all__ = [
     "ScanEnd", "ScanStart", "Tag", "parse_header",
     "Tpx3ProtocolError", "Tpx3FormatError", "Tpx3PassiveOnlyError",
     "Tpx3Decoder", "ChunkArrays", "chunk_arrays",
-    "Tpx3Connection", "Tpx3PendingAcquisition", "Tpx3Sim",
+    "Tpx3Connection", "Tpx3PendingAcquisition", "Tpx3Sim", "TpxCameraSim",
+    "AsiTpx3DetectorConnection", "AsiTpx3PendingAcquisition", "AsiTpx3ConnectionBuilder",
+    "AsiTpx3Acquisition",
 ]
 
 _LAZY = {
@@ -37,7 +39,12 @@ _LAZY = {
     "Tpx3PassiveOnlyError": ".errors",
     "Tpx3Decoder": ".decode", "ChunkArrays": ".decode", "chunk_arrays": ".decode",
     "Tpx3Connection": ".connection", "Tpx3PendingAcquisition": ".connection",
-    "Tpx3Sim": ".sim",
+    "Tpx3Sim": ".sim", "TpxCameraSim": ".sim",
+    # upstream LiberTEM-live's names
+    "AsiTpx3DetectorConnection": (".connection", "Tpx3Connection"),
+    "AsiTpx3PendingAcquisition": (".connection", "Tpx3PendingAcquisition"),
+    "AsiTpx3ConnectionBuilder": ".compat",
+    "AsiTpx3Acquisition": ("libertem_live.api", "LiveAcquisition"),
 }
 
 

@@ -166,6 +166,12 @@ class Tpx3Connection(BaseConnection):
         self._closing.set()
         super().close()
 
+    def reconnect(self) -> None:
+        """Drop the data connection and connect again (upstream's name): the
+        server then starts a fresh acquisition stream for us."""
+        self.close()
+        self.open()
+
     def _ensure_connected(self, deadline: Optional[float]) -> bool:
         reader = self._reader
         if reader.connected:
@@ -175,15 +181,25 @@ class Tpx3Connection(BaseConnection):
         left = math.inf if deadline is None else deadline - time.monotonic()
         if left <= 0:
             if not reader.try_connect():
-                return False
+                raise self._unreachable(0.0)
         else:
             try:
                 reader.connect(self._closing, timeout=left)
             except DetectorConnectionError as e:
-                log.info("asi_tpx3: %s", e)
-                return False
+                if self._closing.is_set():
+                    return False
+                raise self._unreachable(left) from e
         self._msgs.reset()
         return True
+
+    def _unreachable(self, waited: float) -> DetectorConnectionError:
+        """Nothing listens: not the same as a server with no scan to send,
+        which is what ``None`` from :meth:`wait_for_acquisition` means."""
+        return DetectorConnectionError(
+            f"cannot reach the ASI TPX3 server at tcp://{self.data_host}:{self.data_port}"
+            + (f" (tried for {waited:.3g} s)" if waited > 0 else "")
+            + ": is the ASI software running and serving its TPX3 stream on that host and "
+            "port? (None from wait_for_acquisition means: connected, but no scan started)")
 
     # --- passive mode ------------------------------------------------------------------
     def _release_previous(self) -> None:
@@ -221,6 +237,8 @@ class Tpx3Connection(BaseConnection):
         """The next scan the ASI software starts, or None after ``timeout`` seconds.
 
         ``timeout=None`` waits until a scan starts or the connection is closed.
+        Raises :class:`DetectorConnectionError` when the server cannot be
+        reached within ``timeout`` (None means: reached, but no scan started).
         """
         self._release_previous()
         self.check_idle()

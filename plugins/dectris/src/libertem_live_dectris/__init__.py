@@ -17,6 +17,12 @@ _LAZY = {
     "DetectorAPIError": "libertem_live_dectris.errors",
     "DectrisDecoder": "libertem_live_dectris.decode",
     "DectrisSim": "libertem_live_dectris.sim",
+    # upstream LiberTEM-live's names
+    "DectrisDetectorConnection": ("libertem_live_dectris.connection", "DectrisConnection"),
+    "DectrisPendingAcquisition": ("libertem_live_dectris.connection", "DectrisPending"),
+    "DectrisConnectionBuilder": "libertem_live_dectris.compat",
+    # every live acquisition is a LiveAcquisition
+    "DectrisAcquisition": ("libertem_live.api", "LiveAcquisition"),
 }
 
 __all__ = sorted(_LAZY)

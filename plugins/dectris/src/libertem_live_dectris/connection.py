@@ -53,9 +53,12 @@ class DectrisConnection(BaseConnection):
     """``api_host``/``api_port``: the DCU's REST interface; ``data_host`` /
     ``data_port``: its ZeroMQ stream.  ``timeout``: seconds without an image
     before a running acquisition fails; ``api_timeout``: seconds a REST
-    request may take.  ``buffer_size``, ``bytes_per_frame``,
-    ``frame_stack_size`` and ``huge`` are accepted for scripts written for
-    upstream LiberTEM-live and ignored (the ring is sized by ``ring``).
+    request may take.  ``buffer_size``: MiB of shared memory each
+    acquisition receives into (default 128), allocated at the first
+    acquisition and kept until ``close()``.  ``bytes_per_frame``,
+    ``frame_stack_size`` and ``huge`` (also spelt ``huge_pages``, upstream's
+    name) are accepted for scripts written for upstream LiberTEM-live and
+    ignored.
 
     ``stream="v2"`` receives the DECTRIS stream V2 (CBOR, ``format`` = ``cbor``
     in the stream configuration) on ``stream_port`` instead of stream V1
@@ -68,10 +71,10 @@ class DectrisConnection(BaseConnection):
                  data_host: str = "127.0.0.1", data_port: int = 9999, *,
                  timeout: float = 30.0, api_timeout: float = 5.0,
                  ring: RingConfig | None = None, rcvhwm: int = 8192,
-                 buffer_size: int | None = None, bytes_per_frame: int | None = None,
+                 buffer_size: float | None = None, bytes_per_frame: int | None = None,
                  frame_stack_size: int | None = None, huge: bool = False,
                  stream: str = "legacy", stream_port: int = DEFAULT_PORT,
-                 channel: str = DEFAULT_CHANNEL):
+                 channel: str = DEFAULT_CHANNEL, huge_pages: bool | None = None):
         if stream not in ("legacy", "v1", "v2"):
             raise ValueError(f"stream must be 'legacy' (stream V1, the default) or 'v2' (the "
                              f"CBOR stream), got {stream!r}")
@@ -86,7 +89,7 @@ class DectrisConnection(BaseConnection):
         self._ctx: zmq.Context | None = None
         self._sock: zmq.Socket | None = None
         self._peer: PeerWatch | None = None
-        super().__init__(timeout=timeout, ring=ring)
+        super().__init__(timeout=timeout, ring=ring, buffer_size=buffer_size)
         self.open()
 
     @property
@@ -101,6 +104,12 @@ class DectrisConnection(BaseConnection):
     def where(self) -> str:
         """The stream's address, for messages ("the DECTRIS detector at ...")."""
         return f"the {self.source}"
+
+    def reconnect(self) -> None:
+        """Close the stream and REST connections and open them again
+        (upstream's name); a series already running is lost."""
+        self.close()
+        self.open()
 
     # --- sockets ------------------------------------------------------------------------------
     def _connect(self) -> None:

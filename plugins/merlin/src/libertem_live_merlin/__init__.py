@@ -21,7 +21,8 @@ _LAZY = {
     "MerlinControl": "libertem_live_merlin.client",
     "MerlinDecoder": "libertem_live_merlin.decode",
     "MerlinSim": "libertem_live_merlin.sim",
-    "CameraSim": ("libertem_live_merlin.sim", "MerlinSim"),
+    "CameraSim": "libertem_live_merlin.sim.camera_sim",
+    "MerlinConnectionBuilder": "libertem_live_merlin.compat",
     # upstream scripts import this name; every live acquisition is a LiveAcquisition
     "MerlinAcquisition": ("libertem_live.api", "LiveAcquisition"),
 }

@@ -63,7 +63,9 @@ class MerlinConnection(BaseConnection):
     versions send garbage first; never with internal triggering, which may
     already be sending).  ``dummy_suffix``: send ``GET,NAME,0`` like upstream
     instead of ``GET,NAME``.  ``short_replies``: talk to upstream's simulator,
-    whose reply length fields are one byte short.
+    whose reply length fields are one byte short.  ``buffer_size``: MiB of
+    shared memory each acquisition receives into (default 128), allocated at
+    the first acquisition and kept until ``close()``.
     """
 
     detector_name = "merlin"
@@ -73,8 +75,9 @@ class MerlinConnection(BaseConnection):
                  timeout: float = 30.0, reconnect_timeout: float = 10.0,
                  control_timeout: float = 5.0, drain: float | None = None,
                  ring: RingConfig | None = None, rcvbuf: int | None = None,
-                 dummy_suffix: bool = False, short_replies: bool = False):
-        super().__init__(timeout=timeout, ring=ring)
+                 dummy_suffix: bool = False, short_replies: bool = False,
+                 buffer_size: float | None = None):
+        super().__init__(timeout=timeout, ring=ring, buffer_size=buffer_size)
         self.api_host, self.api_port = api_host, int(api_port)
         self.data_host, self.data_port = data_host, int(data_port)
         self.reconnect_timeout = reconnect_timeout

@@ -16,3 +16,25 @@ template to copy:
 A network driver adds ``client.py`` (control plane), ``wire.py`` (parsing,
 no I/O) and ``sim/`` (its simulator).
 """
+from __future__ import annotations
+
+from typing import Any
+
+from libertem_live.driver import lazy_names
+
+__all__ = ["MemoryAcquisition", "MemoryConnectionBuilder"]
+
+
+class MemoryConnectionBuilder:
+    """``MemoryConnectionBuilder().open(data=..., ...)`` (upstream's name): what
+    ``ctx.make_connection('memory')`` returns, for scripts that build it directly."""
+
+    def open(self, data: Any = None, **params: Any) -> Any:
+        from libertem_live.detectors.memory.connection import MemoryConnection
+        return MemoryConnection(data, **params)
+
+
+# upstream's name; every live acquisition is a LiveAcquisition
+__getattr__, __dir__ = lazy_names(__name__, {
+    "MemoryAcquisition": ("libertem_live.api", "LiveAcquisition"),
+}, also=__all__)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 import threading
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -12,6 +12,7 @@ from libertem_live.driver import (
     parse_fault,
 )
 from libertem_live.detectors.memory.controller import MemoryController
+from libertem_live.detectors.memory.extra import apply_extra_kwargs
 from libertem_live.detectors.memory.receiver import SUPPORTED_FAULTS, MemoryFraming
 
 
@@ -26,14 +27,23 @@ class MemoryPending(PendingStream):
 
 class MemoryConnection(BaseConnection):
     detector_name = "memory"
+    default_ring = None  # type: ignore[assignment]  # sized from the array, see __init__
 
-    def __init__(self, data: np.ndarray, *, sig_dims: int = 2, frames_per_stack: int = 64,
+    def __init__(self, data: np.ndarray | None, *, sig_dims: int = 2, frames_per_stack: int = 64,
                  truncate_after: int | None = None, passive_count: int | None = None,
                  timeout: float = 10.0, ring: RingConfig | None = None,
                  start_delay: float = 0.0, announce_nav_shape: bool = True,
                  nav_shape: tuple[int, ...] | None = None, sparse: bool = False,
-                 fault: str | Fault | None = None):
+                 fault: str | Fault | None = None, array_backends: Sequence[str] | None = None,
+                 extra_kwargs: dict[str, Any] | None = None):
+        if extra_kwargs:
+            data, sig_dims, nav_shape, array_backends = apply_extra_kwargs(
+                extra_kwargs, data, sig_dims, nav_shape, array_backends)
+        if data is None:
+            raise TypeError("the memory driver needs data= (an array of shape nav + sig), or "
+                            "extra_kwargs={'datashape': shape} for random data of that shape")
         data = np.asarray(data)
+        self.array_backends = None if array_backends is None else tuple(array_backends)
         if data.ndim < sig_dims + 1:
             raise ValueError(
                 f"data must have at least one nav dimension and {sig_dims} sig dimensions, "
@@ -73,6 +83,7 @@ class MemoryConnection(BaseConnection):
             decoder=RawDecoder(self.data.dtype, self.sig_shape),
             sparse=self.sparse,
             metadata={"detector": "memory"},
+            array_backends=self.array_backends,
         )
 
     def start_series(self, nimages: int) -> FrameStream:
@@ -103,4 +114,4 @@ class MemoryConnection(BaseConnection):
         """The memory detector takes any settings (``trigger_mode=...``,
         ``frame_time=...``) so that scripts for real detectors run on it; they
         are recorded in the acquisition's metadata, not interpreted."""
-        return MemoryController(settings)
+        return MemoryController(settings, nav_shape=self.nav_shape)

@@ -1,6 +1,7 @@
 """Active mode for the memory driver: arming starts streaming the array."""
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 from libertem_live.driver import FrameFormat, FrameStream, NavShapeError
@@ -10,8 +11,10 @@ if TYPE_CHECKING:
 
 
 class MemoryController:
-    def __init__(self, settings: dict[str, Any] | None = None):
+    def __init__(self, settings: dict[str, Any] | None = None,
+                 nav_shape: tuple[int, ...] | None = None):
         self.settings = dict(settings or {})
+        self.nav_shape = nav_shape
         self.armed = 0
         self.stopped = 0
 
@@ -33,5 +36,11 @@ class MemoryController:
              error: BaseException | None) -> None:
         self.stopped += 1
 
-    def determine_nav_shape(self, nimages: int) -> tuple[int, ...] | None:
-        return None
+    def determine_nav_shape(self, nimages: int | None) -> tuple[int, ...] | None:
+        """The array is the scan: its nav axes are the scan shape when the
+        acquisition does not give one (as upstream's memory detector did)."""
+        if self.nav_shape is None:
+            return None
+        if nimages is not None and math.prod(self.nav_shape) != nimages:
+            return None
+        return tuple(self.nav_shape)

@@ -6,7 +6,7 @@ from typing import Any
 from libertem_live.driver import PLUGIN_API_VERSION, DetectorInfo, hookimpl
 
 
-def open_connection(data: Any, **params: Any) -> Any:
+def open_connection(data: Any = None, **params: Any) -> Any:
     from libertem_live.detectors.memory.connection import MemoryConnection
     return MemoryConnection(data, **params)
 
@@ -32,5 +32,8 @@ def libertem_live_detectors() -> list[DetectorInfo]:
             "fault": "a stream fault for the next acquisition, e.g. 'frame_gap@5' (see FaultKind)",
             "passive_count": "acquisitions wait_for_acquisition announces (None: unlimited)",
             "timeout": "seconds without frames before an acquisition fails",
+            "array_backends": "array backends offered to UDFs (LiberTEM names); default: numpy, cuda",
+            "extra_kwargs": "upstream's MemoryDataSet keywords: datashape (random data), "
+                            "sig_dims, nav_shape, array_backends",
         },
     )]

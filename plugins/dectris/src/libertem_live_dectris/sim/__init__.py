@@ -15,6 +15,8 @@ _LAZY = {
     "write_dump": "libertem_live_dectris.sim.source",
     "SyntheticSource": "libertem_live_dectris.sim.source",
     "DumpSource": "libertem_live_dectris.sim.source",
+    "Specimen": "libertem_live_dectris.sim.specimen",
+    "SpecimenSource": "libertem_live_dectris.sim.specimen",
     "SUPPORTED_FAULTS": "libertem_live_dectris.sim.faults",
     "main": "libertem_live_dectris.sim.__main__",
 }

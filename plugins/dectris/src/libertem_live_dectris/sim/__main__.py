@@ -46,6 +46,11 @@ def parser(prog: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--compression", default="bslz4", choices=["bslz4", "lz4", "none"],
                    help="image encoding (synthetic)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the synthetic frames")
+    p.add_argument("--sample", default="disk", choices=["disk", "specimen"],
+                   help="synthetic frames: a disk circling the centre, or a specimen (grains, an "
+                        "edge, magnetic domains) whose virtual images show structure")
+    p.add_argument("--scan", type=int, nargs=2, default=None, metavar=("H", "W"),
+                   help="scan shape of --sample specimen (None: a square of --frames positions)")
     p.add_argument("--series", type=int, default=34, help="series id written into a dump")
     p.add_argument("--dwelltime", type=float, default=None, help="pace images, microseconds")
     p.add_argument("--fault", default=None, metavar="KIND[@FRAME]",
@@ -79,7 +84,8 @@ def run(args: argparse.Namespace, prog: str) -> int:
             zmqport=args.zmqport if args.zmqport is not None else (31001 if args.stream == "v2" else 9999),
             stream=args.stream, channels=tuple(args.channels),
             shape=tuple(args.shape), dtype=args.dtype, compression=args.compression,
-            frames=args.frames, seed=args.seed, dwelltime=args.dwelltime, fault=args.fault)
+            frames=args.frames, seed=args.seed, dwelltime=args.dwelltime, fault=args.fault,
+            sample=args.sample, scan=tuple(args.scan) if args.scan else None)
     except ValueError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2

@@ -28,7 +28,7 @@ import logging
 import os
 import threading
 import time
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import cbor2
 import numpy as np
@@ -100,6 +100,11 @@ class DectrisSim:
     ``format``; ``channels``: the V2 image channels (channel ``j`` of image
     ``k`` shows pool frame ``k + j``, see :meth:`frame`); ``user_data``: the
     V2 start message's ``user_data``.
+    ``sample``: what the synthetic frames show: ``"disk"`` (a bright-field
+    disk circling the centre, ``pool_size`` distinct frames) or
+    ``"specimen"`` (a scan over grains, a specimen edge and magnetic domains,
+    see :mod:`.specimen`; one distinct frame per position of ``scan``
+    (rows, columns), by default a square of ``frames`` positions).
     ``fault``: a stream fault for the first series after it was set
     (``"frame_gap"``, ``"frame_gap@5"``, a :class:`~libertem_live.driver.Fault`;
     see :mod:`.faults`; :meth:`inject` sets one later).
@@ -127,10 +132,28 @@ class DectrisSim:
         header_multipart: bool = False,
         pixel_mask: np.ndarray | None = None,
         fault: str | Fault | None = None,
+        sample: str = "disk",
+        scan: tuple[int, int] | None = None,
         stream: str = "legacy",
         channels: Sequence[str] = ("threshold_1",),
         user_data: Any = None,
+        num_mock_frames: int | None = None,
+        tolerate_timeouts: bool = True,
+        data_filter: Callable[[Any], Any] | None = None,
     ) -> None:
+        # upstream's names: num_mock_frames is frames of the synthetic series;
+        # a series nobody receives is abandoned after send_timeout either way
+        # (upstream raised instead with tolerate_timeouts=False), so the next
+        # arm is always served
+        if num_mock_frames is not None:
+            frames = int(num_mock_frames)
+        self.num_mock_frames = frames if path is None else None
+        self.tolerate_timeouts = tolerate_timeouts
+        if data_filter is not None:
+            raise ValueError("DectrisSim(data_filter=...) is not supported: to drop or alter "
+                             "images, use fault= (e.g. 'frame_gap@5'), see the simulator's faults")
+        self.data_filter = None
+        self._error: BaseException | None = None
         if stream not in ("legacy", "v2"):
             raise ValueError(f"stream must be 'legacy' (stream V1) or 'v2' (CBOR), got {stream!r}")
         self.channels = tuple(channels)
@@ -144,9 +167,15 @@ class DectrisSim:
         self.source: SyntheticSource | DumpSource
         if path is not None:
             self.source = DumpSource(path)
-        else:
+        elif sample == "specimen":
+            from libertem_live_dectris.sim.specimen import SpecimenSource
+            self.source = SpecimenSource(shape, dtype, compression, frames, scan, seed,
+                                         pixel_mask=pixel_mask)
+        elif sample == "disk":
             self.source = SyntheticSource(shape, dtype, compression, frames, pool_size, seed,
                                           pixel_mask=pixel_mask)
+        else:
+            raise ValueError(f"sample must be 'disk' or 'specimen', got {sample!r}")
         self.lock = threading.RLock()
         self._cv = threading.Condition(self.lock)
         self.detector_config: dict[str, Any] = self.source.initial_config()
@@ -199,13 +228,19 @@ class DectrisSim:
             target=self._http.serve_forever, kwargs={"poll_interval": 0.05},
             name=f"dectris-sim-http-{self.port}", daemon=True)
         self._http_thread.start()
-        self._sender = threading.Thread(target=self._send_loop, name=f"dectris-sim-zmq-{self.zmqport}", daemon=True)
+        self._sender = threading.Thread(target=self._send_loop_guarded, name=f"dectris-sim-zmq-{self.zmqport}", daemon=True)
         self._sender.start()
         if self.verbose:
             print(f"DectrisSim REST on http://{self.host}:{self.port}, stream on tcp://{self.host}:{self.zmqport}")
             print("Waiting for arm")
         self._listening.set()
         return self
+
+    def maybe_raise(self) -> None:
+        """Raise what ended the sending thread unexpectedly, if anything did
+        (upstream's name; its test helpers call it before ``stop()``)."""
+        if self._error is not None:
+            raise self._error
 
     def _bind(self) -> None:
         assert self._ctx is not None
@@ -459,6 +494,13 @@ class DectrisSim:
                 elif now > deadline:
                     raise TimeoutError(f"no receiver took a message for {self.send_timeout} s")
                 sock.poll(_POLL_MS, zmq.POLLOUT)
+
+    def _send_loop_guarded(self) -> None:
+        try:
+            self._send_loop()
+        except BaseException as e:  # kept for maybe_raise(), then logged as before
+            self._error = e
+            raise
 
     def _send_loop(self) -> None:
         while not self._stop.is_set():

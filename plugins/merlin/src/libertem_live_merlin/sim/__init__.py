@@ -9,7 +9,8 @@ never the driver's receiver or connection.
 """
 from __future__ import annotations
 
+from .camera_sim import CameraSim, TriggerClient
 from .faults import INEXPRESSIBLE, SUPPORTED_FAULTS
 from .server import MerlinSim
 
-__all__ = ["MerlinSim", "SUPPORTED_FAULTS", "INEXPRESSIBLE"]
+__all__ = ["MerlinSim", "SUPPORTED_FAULTS", "INEXPRESSIBLE", "CameraSim", "TriggerClient"]
