@@ -102,6 +102,68 @@ def new_driver(session: nox.Session) -> None:
                 env=_env())
 
 
+UPSTREAM = "libertem-live==0.3.0"
+COMPAT = ROOT / "compat"
+
+
+def _upstream_sdist(session: nox.Session) -> Path:
+    """The released sdist of upstream LiberTEM-live, fetched from the package
+    index once into .nox/ (it is upstream's code: never copied into this repo)."""
+    cache = ROOT / ".nox" / "_upstream_sdist"
+    found = sorted(cache.glob("libertem_live-*.tar.gz")) if cache.exists() else []
+    if found:
+        return found[-1]
+    session.install("pip")
+    session.run("python", "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:",
+                "--dest", str(cache), UPSTREAM)
+    found = sorted(cache.glob("libertem_live-*.tar.gz"))
+    if not found:
+        session.error(f"pip download {UPSTREAM} left no sdist in {cache}")
+    return found[-1]
+
+
+def _deselected() -> list:
+    from importlib import util
+    spec = util.spec_from_file_location("compat_deselected", COMPAT / "deselected.py")
+    module = util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return list(module.DESELECTED)
+
+
+@nox.session(tags=["tests"])
+def compat(session: nox.Session) -> None:
+    """Upstream LiberTEM-live 0.3.0's own test suite (from its sdist, with its conftest.py
+    and pytest.ini) against our packages: the drop-in promise.  Deselections, each with
+    its reason, are in compat/deselected.py; deliberate differences are on
+    docs/upstream-differences.rst."""
+    import shutil
+    import tarfile
+    session.install("-e", CORE, "-e", TESTING, *(a for p in PLUGINS.values() for a in ("-e", p)),
+                    "pytest", "pytest-benchmark", "pytest-asyncio", "pytest-timeout", "psutil")
+    session.run("pytest", "-q", "-p", "no:cacheprovider", str(COMPAT / "tests"), env=_env())
+    sdist = _upstream_sdist(session)
+    tmp = Path(session.create_tmp()) / "upstream"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    wanted = ("tests/", "conftest.py", "pytest.ini")
+    with tarfile.open(sdist) as tar:
+        members = []
+        for m in tar.getmembers():
+            rel = m.name.partition("/")[2]
+            if m.isfile() and rel.startswith(wanted):
+                m.name = rel
+                members.append(m)
+        tar.extractall(tmp, members=members, filter="data")
+    args: list[str] = []
+    for entry in _deselected():
+        # a whole module (no "::") is ignored: it may not even import here
+        args += ["--deselect" if "::" in entry.node_id else "--ignore", entry.node_id]
+    session.chdir(str(tmp))
+    session.run("python", "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "log_cli=false",
+                "--timeout=120", "-rs",
+                *args, "tests", *session.posargs, env=_env())
+
+
 def _install_all(session: nox.Session) -> None:
     paths = [CORE, TESTING] + [p for p in PLUGINS.values() if _installable(p)]
     args: list[str] = []
@@ -125,12 +187,22 @@ def bench(session: nox.Session) -> None:
     session.run("python", str(ROOT / "bench" / "run.py"), *session.posargs, env=_env())
 
 
+@nox.session
+def soak(session: nox.Session) -> None:
+    """300 acquisitions in one context, every driver, both modes, a real SIGINT
+    every 25th run: RSS, fds, threads, child processes and shared memory must
+    stay flat (bench/soak.py; several minutes, so not part of `tests`)."""
+    _install_all(session)
+    session.run("python", str(ROOT / "bench" / "soak.py"), *session.posargs, env=_env())
+
+
 @nox.session(tags=["tests"])
 def docs(session: nox.Session) -> None:
-    """The documentation builds with no warning, and its examples run (the usage
-    page runs in the dectris tests)."""
+    """The documentation builds with no warning, and its examples run: the user
+    guide's code blocks as Sphinx doctests against the simulators, its notebook
+    in a Jupyter kernel (the usage page runs in the dectris tests)."""
     _install_all(session)
-    session.install("pytest", "sphinx>=7")
+    session.install("pytest", "sphinx>=7", "nbclient", "nbformat", "ipykernel", "matplotlib")
     out = Path(session.create_tmp()) / "html"
     session.run("sphinx-build", "-W", "--keep-going", "-q", "-b", "html", str(ROOT / "docs"),
                 str(out), env=_env())
