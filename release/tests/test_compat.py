@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from _release import ROOT, Built, Index, Venv, make_index
+from _release import ROOT, Built, Index, make_index
 
 IN_RANGE, OUT_OF_RANGE = "0.1.99", "0.2.0"
 DRIVER = "merlin"  # the driver whose conformance suite runs against the bumped core

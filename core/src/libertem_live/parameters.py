@@ -52,6 +52,21 @@ class Parameter:
         return repr(self.default)
 
 
+def load_named(target: str) -> Any:
+    """The object a ``"package.module:qualname"`` string (or
+    ``"package.module.name"``) names, imported now.  DetectorInfo names code
+    this way so that listing the drivers imports none of it."""
+    module, sep, qualname = target.partition(":")
+    if not sep:
+        module, _, qualname = module.rpartition(".")
+    if not module or not qualname:
+        raise ValueError(f"expected 'package.module:name', got {target!r}")
+    obj: Any = importlib.import_module(module)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
 def signature_source(info: DetectorInfo) -> Callable[..., Any]:
     """The callable whose signature lists ``info``'s parameters (imports
     ``signature_of`` when it is a ``"module:qualname"`` string)."""
@@ -60,13 +75,8 @@ def signature_source(info: DetectorInfo) -> Callable[..., Any]:
         return info.open
     if callable(target):
         return target
-    module, sep, qualname = str(target).partition(":")
-    if not sep:
-        module, _, qualname = module.rpartition(".")
     try:
-        obj: Any = importlib.import_module(module)
-        for part in qualname.split("."):
-            obj = getattr(obj, part)
+        obj = load_named(str(target))
     except Exception as e:
         raise DriverError(
             f"the {info.name!r} driver names {target!r} as DetectorInfo.signature_of, "

@@ -2,30 +2,17 @@
 ``libertem-live sim asi_tpx3``, run as the installed console scripts."""
 from __future__ import annotations
 
-import shutil
-import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from libertem_live_asi_tpx3.sim import write_capture
-
-
-def _script(name: str) -> str:
-    exe = shutil.which(name, path=str(Path(sys.executable).parent))
-    if exe is None:
-        pytest.skip(f"the {name} console script is not installed in this environment")
-    return exe
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from libertem_live_testing.processes import console_script as _script
+from libertem_live_testing.processes import free_port as _free_port
+from libertem_live_testing.processes import stop as _stop
 
 
 def _start(args: list[str]) -> subprocess.Popen:
@@ -36,17 +23,6 @@ def _start(args: list[str]) -> subprocess.Popen:
         _stop(p)
         pytest.fail(f"simulator did not start: {line!r} {p.stderr.read()}")
     return p
-
-
-def _stop(p: subprocess.Popen) -> str:
-    if p.poll() is None:
-        p.send_signal(signal.SIGINT)
-        try:
-            p.wait(10)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
-    return p.stderr.read()
 
 
 def _read(port: int, n: int, within: float = 20.0) -> bytes:

@@ -3,11 +3,8 @@ argument, ``--verbose BOOL``) and ``libertem-live sim dectris``, run as the
 installed scripts."""
 from __future__ import annotations
 
-import shutil
-import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,19 +13,9 @@ import pytest
 
 from libertem_live_dectris.client import SimplonClient
 from libertem_live_dectris.sim import write_dump
-
-
-def _script(name: str) -> str:
-    exe = shutil.which(name, path=str(Path(sys.executable).parent))
-    if exe is None:
-        pytest.skip(f"the {name} console script is not installed in this environment")
-    return exe
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from libertem_live_testing.processes import console_script as _script
+from libertem_live_testing.processes import free_port as _free_port
+from libertem_live_testing.processes import stop as _stop
 
 
 def _wait_listening(port: int, p: subprocess.Popen, within: float = 30.0) -> None:
@@ -42,16 +29,6 @@ def _wait_listening(port: int, p: subprocess.Popen, within: float = 30.0) -> Non
         except OSError:
             time.sleep(0.05)
     pytest.fail(f"simulator not listening on {port} within {within} s")
-
-
-def _stop(p: subprocess.Popen) -> None:
-    if p.poll() is None:
-        p.send_signal(signal.SIGINT)
-        try:
-            p.wait(10)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
 
 
 @pytest.mark.parametrize("command,prog", [

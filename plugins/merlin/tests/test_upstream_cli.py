@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import shutil
-import signal
 import subprocess
-import sys
 from pathlib import Path
 from typing import Iterator
 
@@ -16,13 +13,8 @@ from conftest import MpxReader, connect, read_acquisition
 
 from libertem_live_merlin.sim import MerlinSim
 from libertem_live_merlin.sim.upstream_cli import mib_file, parser, translate
-
-
-def _script(name: str) -> str:
-    exe = shutil.which(name, path=str(Path(sys.executable).parent))
-    if exe is None:
-        pytest.skip(f"the {name} console script is not installed in this environment")
-    return exe
+from libertem_live_testing.processes import console_script as _script
+from libertem_live_testing.processes import stop as _stop
 
 
 def _start(args: list[str]) -> tuple[subprocess.Popen, dict]:
@@ -34,18 +26,6 @@ def _start(args: list[str]) -> tuple[subprocess.Popen, dict]:
         p.wait(10)
         pytest.fail(f"simulator did not start: {p.stderr.read()}")
     return p, json.loads(line)
-
-
-def _stop(p: subprocess.Popen) -> str:
-    """SIGINT, then kill if it does not end; its stderr."""
-    if p.poll() is None:
-        p.send_signal(signal.SIGINT)
-        try:
-            p.wait(10)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
-    return p.stderr.read()
 
 
 @pytest.fixture

@@ -7,11 +7,11 @@ simulator's module is imported only when it is run: listing stays cheap.
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from typing import Any, Callable
 
 from libertem_live.errors import DriverError, UnknownDetectorError
+from libertem_live.parameters import load_named
 
 
 def with_simulator() -> dict[str, Any]:
@@ -22,13 +22,8 @@ def with_simulator() -> dict[str, Any]:
 
 
 def _entry(name: str, target: str) -> Callable[..., Any]:
-    module, sep, attr = target.partition(":")
     try:
-        if not sep:
-            raise ValueError("expected 'package.module:function'")
-        obj: Any = importlib.import_module(module)
-        for part in attr.split("."):
-            obj = getattr(obj, part)
+        obj = load_named(target)
     except Exception as e:
         raise DriverError(
             f"the {name!r} driver names {target!r} as its simulator "
