@@ -147,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     from libertem_live_testing.checks import assert_sum_equal
     from libertem_live_testing.interrupt_runner import SlowSumUDF
 
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # also as a background job
     ctx = LiveContext()
     pool = drivers(ctx)
     active_capable = [d for d in pool if d.controller is not None]

@@ -60,7 +60,17 @@ def test_keyboard_interrupt_in_hook_ends_acquisition(ctx, data) -> None:
     assert not _active_threads()
 
 
-def test_ctrl_c_while_arming_stops_what_was_armed(ctx, data) -> None:
+@pytest.fixture
+def ctrl_c_raises() -> Any:
+    """Ctrl-C raises KeyboardInterrupt, as at a terminal, also when the tests
+    run as a background job (which starts with SIGINT ignored)."""
+    import signal
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_ctrl_c_while_arming_stops_what_was_armed(ctx, data, ctrl_c_raises) -> None:
     """A real SIGINT to this process in the middle of arming: the arm
     finishes, the run ends with KeyboardInterrupt, the stream it started is
     stopped (no receiver left), and the next run is exact."""

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import signal
 import sys
 import tempfile
 import threading
@@ -84,6 +85,9 @@ def _left() -> dict[str, Any]:
 def main(setup_path: str) -> int:
     from libertem_live.api import LiveContext
 
+    # Ctrl-C raises KeyboardInterrupt, as at a terminal or in a notebook, also
+    # when the tests run as a background job (which starts with SIGINT ignored)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     with open(setup_path, "rb") as f:
         setup = pickle.load(f)
     out_dir = tempfile.mkdtemp(prefix="libertem-live-interrupt-")
