@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import threading
 from typing import Optional, Sequence
@@ -99,6 +100,8 @@ def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> in
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    # Ctrl-C stops it, also when it was started as a background job (SIGINT ignored)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     with sim:
         print(f"TPX3 simulator listening on {args.host}:{sim.port}", flush=True)
         try:

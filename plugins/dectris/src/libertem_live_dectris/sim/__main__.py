@@ -92,6 +92,8 @@ def run(args: argparse.Namespace, prog: str) -> int:
     sim.start()
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())  # clean stop under service managers
+    # Ctrl-C stops it, also when it was started as a background job (SIGINT ignored)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         while not done.wait(0.5):  # a timeout keeps Ctrl-C responsive on all platforms
             pass
