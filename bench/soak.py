@@ -63,13 +63,29 @@ class Driver:
 
     def __init__(self, name: str, ctx: Any, params: dict[str, Any], expected: np.ndarray,
                  arm: Callable[[Any], None] | None, controller: dict[str, Any] | None,
-                 stop: Callable[[], None]):
+                 stop: Callable[[], None], faults: frozenset[Any],
+                 inject: Callable[[Any], None] | None):
         self.name = name
+        self.params = params
         self.conn = ctx.make_connection(name).open(**params)
         self.expected = expected
         self.arm = arm
         self.controller = controller
         self.stop = stop
+        self.faults = faults
+        self._inject = inject
+
+    def reopen(self, ctx: Any, **overrides: Any) -> None:
+        self.conn.close()
+        self.conn = ctx.make_connection(self.name).open(**{**self.params, **overrides})
+
+    def inject(self, ctx: Any, fault: Any) -> None:
+        """The next acquisition carries ``fault`` (the memory driver takes it
+        as a connection parameter: its connection is opened again)."""
+        if self._inject is None:
+            self.reopen(ctx, fault=str(fault))
+        else:
+            self._inject(fault)
 
     def acquisition(self, ctx: Any, mode: str) -> Any:
         if mode == "active":
@@ -88,11 +104,17 @@ def drivers(ctx: Any) -> list[Driver]:
     from libertem_live_dectris.sim import DectrisSim
     from libertem_live_merlin.sim import MerlinSim
 
+    from libertem_live.detectors.memory.receiver import SUPPORTED_FAULTS as MEMORY_FAULTS
+    from libertem_live_asi_tpx3.sim.faults import SUPPORTED_FAULTS as TPX3_FAULTS
+    from libertem_live_dectris.sim.faults import SUPPORTED_FAULTS as DECTRIS_FAULTS
+    from libertem_live_merlin.sim.faults import SUPPORTED_FAULTS as MERLIN_FAULTS
+
     found = []
     data = np.random.default_rng(1).integers(0, 4096, size=NAV + (32, 32), dtype=np.uint16)
     found.append(Driver("memory", ctx, {"data": data, "passive_count": 0},
                         data.reshape(N, -1).sum(axis=0).reshape(32, 32).astype(np.float64),
-                        arm=lambda c: c.announce(), controller={}, stop=lambda: None))
+                        arm=lambda c: c.announce(), controller={}, stop=lambda: None,
+                        faults=MEMORY_FAULTS, inject=None))
 
     dsim = DectrisSim(frames=N, shape=(32, 32), dtype="uint16", compression="bslz4",
                       pool_size=16).start()
@@ -101,7 +123,8 @@ def drivers(ctx: Any) -> list[Driver]:
         "dectris", ctx, {"api_host": "127.0.0.1", "api_port": dsim.port,
                          "data_host": "127.0.0.1", "data_port": dsim.zmqport, "timeout": 10},
         dsim.expected_sum(N), arm=lambda c: c.get_api_client().sendDetectorCommand("arm"),
-        controller={"trigger_mode": "exte", "frame_time": 1e-4}, stop=dsim.stop))
+        controller={"trigger_mode": "exte", "frame_time": 1e-4}, stop=dsim.stop,
+        faults=DECTRIS_FAULTS, inject=dsim.inject))
 
     msim = MerlinSim(frames=N, scan_shape=NAV, counter_depth=12, raw=True, pool_size=8).start()
 
@@ -118,7 +141,7 @@ def drivers(ctx: Any) -> list[Driver]:
         "merlin", ctx, {"api_host": "127.0.0.1", "api_port": msim.control_port,
                         "data_host": "127.0.0.1", "data_port": msim.data_port, "timeout": 10},
         msim.expected_sum(N), arm=merlin_arm, controller={"soft_trigger": True},
-        stop=msim.stop))
+        stop=msim.stop, faults=MERLIN_FAULTS, inject=msim.inject_fault))
 
     tsim = Tpx3Sim(nav_shape=NAV, sig_shape=(64, 64), events_per_frame=12, frames_per_chunk=8,
                    wait_for_trigger=True, acquisitions_per_connection=None, seed=3)
@@ -127,8 +150,70 @@ def drivers(ctx: Any) -> list[Driver]:
     found.append(Driver("asi_tpx3", ctx, {"data_host": "127.0.0.1", "data_port": tsim.port,
                                           "timeout": 10},
                         tsim.expected_sum(), arm=lambda c: tsim.trigger(), controller=None,
-                        stop=tsim.stop))
+                        stop=tsim.stop, faults=TPX3_FAULTS, inject=tsim.inject))
     return found
+
+
+def fault_loop(reps: int) -> int:
+    """Every fault kind of every driver, ``reps`` times in one context each:
+    the faulty run ends (with its error, or completes where the kind allows),
+    the next run is exact, each within a bound; then ``ctx.close()`` returns
+    within a bound.  Faults end runs early while workers still hold partitions,
+    which is where closing used to hang."""
+    from libertem.udf.sum import SumUDF
+
+    from libertem_live.api import LiveContext
+    from libertem_live.driver import Fault
+    from libertem_live_testing.checks import assert_sum_equal
+
+    bad: list[str] = []
+    setup_ctx = LiveContext(executor="inline")
+    pool = drivers(setup_ctx)
+    t_start = time.monotonic()
+    try:
+        for drv in pool:
+            mode = "active" if drv.controller is not None else "passive"
+            for kind in sorted(drv.faults, key=lambda k: k.value):
+                ctx = LiveContext()
+                drv.reopen(ctx, timeout=3.0)
+                worst_fault = worst_next = 0.0
+                errors: dict[str, int] = {}
+                for _ in range(reps):
+                    drv.inject(ctx, Fault(kind, N // 2))
+                    t0 = time.monotonic()
+                    try:
+                        ctx.run_udf(dataset=drv.acquisition(ctx, mode), udf=SumUDF())
+                        errors["none"] = errors.get("none", 0) + 1
+                    except Exception as e:
+                        errors[type(e).__name__] = errors.get(type(e).__name__, 0) + 1
+                    worst_fault = max(worst_fault, time.monotonic() - t0)
+                    t0 = time.monotonic()
+                    try:
+                        res = ctx.run_udf(dataset=drv.acquisition(ctx, mode), udf=SumUDF())
+                        assert_sum_equal(res["intensity"].data, drv.expected, "after the fault")
+                    except Exception as e:
+                        bad.append(f"{drv.name} {kind.value}: the run after the fault: {e!r}")
+                    worst_next = max(worst_next, time.monotonic() - t0)
+                t0 = time.monotonic()
+                drv.reopen(setup_ctx)
+                ctx.close()
+                closed = time.monotonic() - t0
+                print(f"{drv.name:8} {mode:7} {kind.value:22} x{reps}: "
+                      f"{', '.join(f'{k} {v}' for k, v in sorted(errors.items()))}; "
+                      f"worst fault run {worst_fault:.1f} s, worst next run {worst_next:.1f} s, "
+                      f"close {closed:.1f} s", flush=True)
+                if worst_fault > 20 or worst_next > 20 or closed > 30:
+                    bad.append(f"{drv.name} {kind.value}: too slow")
+    finally:
+        for d in pool:
+            d.conn.close()
+            d.stop()
+        setup_ctx.close()
+    print(f"{time.monotonic() - t_start:.0f} s")
+    if bad:
+        print("FAILED:\n  " + "\n  ".join(bad))
+        return 1
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -139,7 +224,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline", type=int, default=20,
                         help="the run whose sample the later ones are compared with")
     parser.add_argument("--every", type=int, default=20, help="sample every N runs")
+    parser.add_argument("--faults", type=int, default=0, metavar="REPS",
+                        help="instead: every fault kind of every driver REPS times in a row")
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # also as a background job
+    if args.faults:
+        return fault_loop(args.faults)
 
     from libertem.udf.sum import SumUDF
 
@@ -147,7 +237,6 @@ def main(argv: list[str] | None = None) -> int:
     from libertem_live_testing.checks import assert_sum_equal
     from libertem_live_testing.interrupt_runner import SlowSumUDF
 
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # also as a background job
     ctx = LiveContext()
     pool = drivers(ctx)
     active_capable = [d for d in pool if d.controller is not None]
