@@ -135,8 +135,13 @@ class DataServer:
             if self._stopping:
                 raise _ClientGone("server stopping")
             with self.state.cond:
-                if pred():
-                    return True
+                ready_now = pred()
+            if ready_now:
+                # a client that closed just before the acquisition started must not
+                # get it: the acquisition waits for the client that replaces it
+                if conn in wait_readable([conn], 0) and not conn.recv(65536):
+                    raise _ClientGone("client closed the connection")
+                return True
             timeout = None
             if deadline is not None:
                 timeout = deadline - time.monotonic()
