@@ -70,6 +70,8 @@ _LAZY: dict[str, str | tuple[str, str]] = {
     "FRAME_ALIGN": "libertem_live.transport.ring",
     "frame_aligned": "libertem_live.transport.ring",
     "FrameStream": "libertem_live.transport.stream",
+    "LiveAcquisition": "libertem_live.acquisition",
+    "UpstreamConnectionBuilder": "libertem_live.sdk.upstream",
 }
 _LAZY.update({
     "zmq_pull_socket": ("libertem_live.sdk.zmq", "pull_socket"),
@@ -99,8 +101,8 @@ __all__ = [
     "DetectorConnectionError", "NavShapeError", "MissingEndWarning",
     # simulators
     "FaultKind", "Fault", "parse_fault",
-    # packaging
-    "lazy_names",
+    # packaging, and names for scripts written for upstream LiberTEM-live
+    "lazy_names", "LiveAcquisition", "UpstreamConnectionBuilder",
 ]
 
 

@@ -24,20 +24,20 @@ def _list() -> int:
 
 def _show(name: str) -> int:
     """One driver in full: what it is and the parameters its ``open`` takes."""
-    from libertem_live.errors import DriverError, UnknownDetectorError
+    from libertem_live.commands import find_driver
+    from libertem_live.errors import DriverError
     from libertem_live.parameters import default_memory_mib
     from libertem_live.registry import default_registry
 
-    registry = default_registry()
+    info = find_driver(name, "libertem-live")
+    if isinstance(info, int):
+        return info
     try:
-        info = registry.get(name)
         params = info.describe_parameters()
-    except UnknownDetectorError as e:
-        print(f"libertem-live: {e.args[0]}", file=sys.stderr)
-        return 1
     except DriverError as e:
         print(f"libertem-live: {e}", file=sys.stderr)
         return 2
+    registry = default_registry()
     record = next(r for r in registry.records() if r.name == name)
     print(f"{name} ({record.distribution} {record.version})")
     if info.description:

@@ -10,7 +10,8 @@ import argparse
 import sys
 from typing import Any, Callable
 
-from libertem_live.errors import DriverError, UnknownDetectorError
+from libertem_live.commands import find_driver
+from libertem_live.errors import DriverError
 from libertem_live.parameters import load_named
 
 
@@ -51,15 +52,9 @@ def run(args: argparse.Namespace) -> int:
         return _list(sims)
     name = args.name
     if name not in sims:
-        from libertem_live.registry import default_registry
-        try:
-            default_registry().get(name)
-        except UnknownDetectorError as e:
-            print(f"libertem-live sim: {e.args[0]}", file=sys.stderr)
-            return 1
-        except DriverError as e:
-            print(f"libertem-live sim: {e}", file=sys.stderr)
-            return 2
+        found = find_driver(name, "libertem-live sim")
+        if isinstance(found, int):
+            return found
         have = ", ".join(sorted(sims)) or "none"
         print(f"libertem-live sim: the {name!r} driver ships no simulator; drivers with one: "
               f"{have}", file=sys.stderr)

@@ -44,7 +44,7 @@ _LAZY = {
     "AsiTpx3DetectorConnection": (".connection", "Tpx3Connection"),
     "AsiTpx3PendingAcquisition": (".connection", "Tpx3PendingAcquisition"),
     "AsiTpx3ConnectionBuilder": ".compat",
-    "AsiTpx3Acquisition": ("libertem_live.api", "LiveAcquisition"),
+    "AsiTpx3Acquisition": ("libertem_live.driver", "LiveAcquisition"),
 }
 
 

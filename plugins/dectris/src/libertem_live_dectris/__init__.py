@@ -22,7 +22,7 @@ _LAZY = {
     "DectrisPendingAcquisition": ("libertem_live_dectris.connection", "DectrisPending"),
     "DectrisConnectionBuilder": "libertem_live_dectris.compat",
     # every live acquisition is a LiveAcquisition
-    "DectrisAcquisition": ("libertem_live.api", "LiveAcquisition"),
+    "DectrisAcquisition": ("libertem_live.driver", "LiveAcquisition"),
 }
 
 __all__ = sorted(_LAZY)

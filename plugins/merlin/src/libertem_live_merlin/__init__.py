@@ -24,7 +24,7 @@ _LAZY = {
     "CameraSim": "libertem_live_merlin.sim.camera_sim",
     "MerlinConnectionBuilder": "libertem_live_merlin.compat",
     # upstream scripts import this name; every live acquisition is a LiveAcquisition
-    "MerlinAcquisition": ("libertem_live.api", "LiveAcquisition"),
+    "MerlinAcquisition": ("libertem_live.driver", "LiveAcquisition"),
 }
 
 

@@ -1,15 +1,13 @@
 """Upstream LiberTEM-live's Merlin names that have no other home here."""
 from __future__ import annotations
 
-from typing import Any
+from libertem_live.driver import UpstreamConnectionBuilder
 
 __all__ = ["MerlinConnectionBuilder"]
 
 
-class MerlinConnectionBuilder:
-    """``MerlinConnectionBuilder().open(**params)``: what
-    ``ctx.make_connection('merlin')`` returns, for scripts that build it directly."""
+class MerlinConnectionBuilder(UpstreamConnectionBuilder):
+    """``MerlinConnectionBuilder().open(**params)``: what ``ctx.make_connection('merlin')``
+    returns, for scripts that build it directly."""
 
-    def open(self, **params: Any) -> Any:
-        from .connection import MerlinConnection
-        return MerlinConnection(**params)
+    connection = "libertem_live_merlin.connection:MerlinConnection"

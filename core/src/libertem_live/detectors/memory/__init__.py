@@ -18,23 +18,12 @@ no I/O) and ``sim/`` (its simulator).
 """
 from __future__ import annotations
 
-from typing import Any
-
 from libertem_live.driver import lazy_names
 
 __all__ = ["MemoryAcquisition", "MemoryConnectionBuilder"]
 
-
-class MemoryConnectionBuilder:
-    """``MemoryConnectionBuilder().open(data=..., ...)`` (upstream's name): what
-    ``ctx.make_connection('memory')`` returns, for scripts that build it directly."""
-
-    def open(self, data: Any = None, **params: Any) -> Any:
-        from libertem_live.detectors.memory.connection import MemoryConnection
-        return MemoryConnection(data, **params)
-
-
-# upstream's name; every live acquisition is a LiveAcquisition
+# upstream's names; every live acquisition is a LiveAcquisition
 __getattr__, __dir__ = lazy_names(__name__, {
-    "MemoryAcquisition": ("libertem_live.api", "LiveAcquisition"),
+    "MemoryAcquisition": ("libertem_live.driver", "LiveAcquisition"),
+    "MemoryConnectionBuilder": "libertem_live.detectors.memory.compat",
 }, also=__all__)
