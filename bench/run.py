@@ -5,6 +5,8 @@ print a table and write ``bench/results/latest.json``.
     python bench/run.py transport       # only the transport comparison
     python bench/run.py tpx3            # only the ASI TPX3 driver, end to end
     python bench/run.py merlin          # only the Merlin driver, end to end
+    python bench/run.py record          # recording DECTRIS scans (not in the default set:
+                                        # it writes GiBs under /tmp)
 """
 from __future__ import annotations
 
@@ -312,6 +314,10 @@ def main() -> None:
     if "transport" in a.what:
         rows += transport(a.frames, a.repeat)
     tpx3_rows = tpx3(a.repeat, dense=not a.no_dense) if "tpx3" in a.what else []
+    record_rows = _run("record.py", "--repeat", str(a.repeat)) if "record" in a.what else []
+    for r in record_rows:
+        print(f"record {r['label']:20} {r['impl']:9} {r['fps_median']:>8} frames/s "
+              f"({r['fps_min']}-{r['fps_max']}) {r['file_MiB']:>7} MiB ok={r['result_ok']}")
     if tpx3_rows:
         _print_tpx3(tpx3_rows)
     if driver_rows:
@@ -326,7 +332,8 @@ def main() -> None:
               f"{r['result_ok']}")
     out = HERE / "results"
     out.mkdir(exist_ok=True)
-    (out / "latest.json").write_text(json.dumps(rows + driver_rows + tpx3_rows, indent=2))
+    (out / "latest.json").write_text(json.dumps(rows + driver_rows + tpx3_rows + record_rows,
+                                                indent=2))
 
 
 if __name__ == "__main__":

@@ -365,6 +365,13 @@ class LiveAcquisition(DataSet):
             self._comm = None
 
     @property
+    def stream(self) -> FrameStream | None:
+        """The frames of the running acquisition (None outside a run), for a
+        consumer in the main process that stores them without the workers
+        (``LiveContext.record``)."""
+        return self._stream
+
+    @property
     def stream_error(self) -> BaseException | None:
         stream = self._stream
         return None if stream is None else stream.error

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import time
 from collections.abc import Iterable
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from libertem.api import ResultGenerator
 
@@ -29,6 +30,9 @@ from libertem_live.hooks import (
 from libertem_live.protocols import AcquisitionController, DetectorConnection, PendingAcquisition
 from libertem_live.registry import Registry, default_registry
 from libertem_live.udf.lifecycle import LiveRunAware
+
+if TYPE_CHECKING:
+    from libertem_live.recorder import RecordingSummary
 
 __all__ = ["LiveContext", "Hooks"]
 
@@ -202,6 +206,39 @@ class LiveContext(ContextOverrides):
         self.executor.run_each_worker(functools.partial(warmup, "float32"))
         self._warmed.add(key)
 
+    # --- recording ----------------------------------------------------------------
+    def record(self, aq: LiveAcquisition, path: str | os.PathLike[str], *,
+               overwrite: bool = False, progress: bool = False) -> RecordingSummary:
+        """Record the acquisition into the HDF5 file ``path`` as fast as the
+        frames arrive: each frame becomes one chunk of the dataset ``"data"``
+        (shaped ``nav_shape + sig_shape``), still compressed where the detector
+        compressed it and the driver declares the compression an HDF5 filter
+        (DECTRIS bitshuffle-LZ4); other frames are decoded here and stored
+        uncompressed.  No UDF runs and no worker is involved.
+
+        Arms the detector (active mode) or takes the announced stream
+        (passive mode), like :meth:`run_udf`.  The file is written as
+        ``<stem>.incomplete.h5`` and renamed to ``path`` once every frame is
+        in; after a failure it keeps that name, with attributes saying which
+        frames are missing and why, and the error is raised.  Refuses an
+        existing ``path`` unless ``overwrite=True``.  Reading a compressed
+        recording needs the filter (``import hdf5plugin``).
+        """
+        from libertem_live.recorder import H5Recording
+        if not isinstance(aq, LiveAcquisition):
+            raise TypeError(f"ctx.record records a live acquisition (ctx.make_acquisition), "
+                            f"not {type(aq).__name__}")
+        recording = H5Recording(path, overwrite=overwrite)
+        run = _Run(aq, [], None, also=[recording])
+        run.before()
+        try:
+            recording.write(aq, progress=progress)
+        except BaseException as e:
+            run.finish(e)
+            raise  # run.finish raises; this is for type checkers
+        run.finish(None)
+        return recording.summary()
+
     # --- running ------------------------------------------------------------------
     def _live_run(self, dataset: Any, udf: Any, roi: Any, iterate: bool,
                   libertem_run: Callable[..., Any]) -> Any:
@@ -233,11 +270,11 @@ class LiveContext(ContextOverrides):
 class _Run:
     """One UDF run in a LiveContext: arms before, always ends after."""
 
-    def __init__(self, dataset: Any, udfs: list[Any], roi: Any):
+    def __init__(self, dataset: Any, udfs: list[Any], roi: Any, also: Iterable[Any] = ()):
         self.dataset = dataset
         self.live = isinstance(dataset, LiveAcquisition)
         self.udfs = udfs
-        self.aware = [u for u in udfs if isinstance(u, LiveRunAware)]
+        self.aware = [u for u in udfs if isinstance(u, LiveRunAware)] + list(also)
         self.roi = roi
         self.ended = False
         self.cancelled = False

@@ -57,14 +57,17 @@ def parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_sim)
 
     r = sub.add_parser(
-        "record", help="acquire from a detector into a .npy file (with a JSON sidecar)",
-        description="Acquire one scan from a detector or simulator into a .npy file, written "
-                    "atomically (an incomplete run leaves STEM.incomplete.npy) with a JSON "
-                    "sidecar, and print the frame ledger. Active mode arms the detector; "
-                    "--passive waits for an acquisition started elsewhere.",
+        "record", help="acquire from a detector into a .npy or .h5 file",
+        description="Acquire one scan from a detector or simulator into a .npy file (decoded, "
+                    "with a JSON sidecar) or an .h5/.hdf5 file (the frames as they came, still "
+                    "compressed, at the detector's rate; the description in its attributes), "
+                    "written atomically (an incomplete run leaves STEM.incomplete.npy or "
+                    "STEM.incomplete.h5), and print the frame ledger. Active mode arms the "
+                    "detector; --passive waits for an acquisition started elsewhere.",
         formatter_class=_Defaults)
     r.add_argument("name", metavar="NAME", help="a driver's name, e.g. dectris")
-    r.add_argument("--out", required=True, metavar="FILE", help="the .npy file to write")
+    r.add_argument("--out", required=True, metavar="FILE",
+                   help="the file to write: .npy, or .h5/.hdf5 for an HDF5 recording")
     r.add_argument("--nav-shape", type=int, nargs="+", metavar="N",
                    help="scan shape, e.g. 128 128 (passive mode: may come from the detector)")
     r.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",

@@ -22,8 +22,10 @@ What a driver fills in, and what the core does for it:
   :class:`IdleTimeout`, :class:`PeerClosed`, :class:`Truncated`,
   :class:`Stalled`) that the loop turns into errors;
 * decoding: a picklable :class:`FrameDecoder` (optionally
-  :class:`WarmableDecoder`, :class:`SparseDecoder`) described by a
-  :class:`FrameFormat`; :class:`RawDecoder` for plain pixels;
+  :class:`WarmableDecoder`, :class:`SparseDecoder`, and
+  :class:`ChunkDecoder` with its :class:`HDF5Filter` for payloads that
+  can be recorded as they came) described by a :class:`FrameFormat`;
+  :class:`RawDecoder` for plain pixels;
 * errors: the exception classes below, for a driver to raise or subclass;
 * simulators: :class:`FaultKind` / :func:`parse_fault`, the fault list
   every simulator injects the same way.
@@ -61,6 +63,8 @@ _LAZY: dict[str, str | tuple[str, str]] = {
     "FrameDecoder": "libertem_live.protocols",
     "WarmableDecoder": "libertem_live.protocols",
     "SparseDecoder": "libertem_live.protocols",
+    "ChunkDecoder": "libertem_live.protocols",
+    "HDF5Filter": "libertem_live.protocols",
     "AcquisitionController": "libertem_live.protocols",
     "PendingAcquisition": "libertem_live.protocols",
     "DetectorConnection": "libertem_live.protocols",
@@ -94,6 +98,7 @@ __all__ = [
     "EndOfSeries",
     # decoding
     "FrameFormat", "FrameDecoder", "WarmableDecoder", "SparseDecoder", "RawDecoder",
+    "ChunkDecoder", "HDF5Filter",
     # errors
     "LiveError", "DriverError", "AcquisitionError", "AcquisitionStateError",
     "AcquisitionTimeoutError", "StalledError", "DecodeError", "FrameFormatError",

@@ -58,6 +58,55 @@ class SparseDecoder(FrameDecoder, Protocol):
                    aux: np.ndarray) -> Any: ...
 
 
+@dataclass(frozen=True)
+class HDF5Filter:
+    """An HDF5 filter (its registered ``id`` and ``cd_values``) whose chunk
+    layout a detector's compressed payloads already have, so that a recorder
+    can store them as chunks without decompressing them."""
+
+    id: int
+    options: tuple[int, ...] = ()
+    name: str = ""
+
+    @classmethod
+    def bitshuffle_lz4(cls, itemsize: int) -> HDF5Filter:
+        """Bitshuffle + LZ4 (filter 32008): a chunk is the uncompressed size
+        (8 bytes) and block size (4 bytes, both big-endian), then the
+        length-prefixed LZ4 blocks of the bit-shuffled pixels.  The filter
+        reads the element size from ``cd_values[2]`` and the compression from
+        ``cd_values[4]`` (2: LZ4); the block size comes from each chunk."""
+        return cls(32008, (0, 2, int(itemsize), 0, 2), "bitshuffle+lz4")
+
+    @classmethod
+    def lz4(cls) -> HDF5Filter:
+        """LZ4 (filter 32004): a chunk is the uncompressed size (8 bytes) and
+        block size (4 bytes, big-endian), then per block its compressed length
+        (4 bytes, big-endian; equal to the block size: stored uncompressed)
+        and the LZ4 block."""
+        return cls(32004, (0,), "lz4")
+
+
+@runtime_checkable
+class ChunkDecoder(FrameDecoder, Protocol):
+    """A decoder whose payloads can be recorded as they came, as HDF5 chunks
+    of one frame each (what ``LiveContext.record`` writes, in the main
+    process, without decoding).
+
+    ``hdf5_chunk(payload, aux)`` gets one frame's bytes (1-D uint8, a view
+    into the ring: return it, or a new buffer, never keep it) and its
+    ``aux`` word, and returns ``(filter, chunk)``: ``chunk`` is what the
+    ``filter`` decodes to the frame, or, with ``filter`` None, the frame's
+    pixels as they are (C order, exactly the bytes of ``FrameFormat.dtype``).
+    Return None where the payload is neither: the recorder decodes that
+    frame with :meth:`decode` and stores its pixels.  The first frame's
+    filter becomes the dataset's; a later frame with another filter is
+    decoded too.  Check what is cheap to check (a header's size field); the
+    chunks are not decompressed before they are written.
+    """
+
+    def hdf5_chunk(self, payload: np.ndarray, aux: int) -> tuple[HDF5Filter | None, Any] | None: ...
+
+
 @dataclass
 class FrameFormat:
     """What the frames of an acquisition look like once decoded."""

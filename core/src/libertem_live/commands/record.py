@@ -1,9 +1,12 @@
 """``libertem-live record NAME``: acquire from a detector (or its simulator) into a
-``.npy`` file with :class:`~libertem_live.udf.record.RecordUDF`.
+``.npy`` file with :class:`~libertem_live.udf.record.RecordUDF`, or, for an
+``.h5`` / ``.hdf5`` name, into an HDF5 file with ``LiveContext.record`` (the
+frames stored as they came, still compressed, at the detector's rate).
 
-RecordUDF writes atomically (a complete file, or ``<stem>.incomplete.npy``
-after a failure) with a JSON sidecar; this command adds the connection, the
-mode, a progress bar, and the ledger at the end, so that a recording made
+Both write atomically (a complete file, or ``<stem>.incomplete.npy`` /
+``<stem>.incomplete.h5`` after a failure) and describe the recording (a JSON
+sidecar, or the HDF5 file's attributes); this command adds the connection,
+the mode, a progress bar, and the ledger at the end, so that a recording made
 from a shell says how many frames arrived.
 """
 from __future__ import annotations
@@ -90,15 +93,28 @@ def _acquire(args: argparse.Namespace, params: dict[str, Any]) -> int:
             else:
                 aq = ctx.make_acquisition(conn=conn, nav_shape=nav_shape)
             try:
-                ctx.run_udf(dataset=aq, udf=RecordUDF(args.out, overwrite=args.overwrite),
-                            progress=not args.no_progress)
+                if is_hdf5(args.out):
+                    summary = ctx.record(aq, args.out, overwrite=args.overwrite,
+                                         progress=not args.no_progress)
+                else:
+                    ctx.run_udf(dataset=aq, udf=RecordUDF(args.out, overwrite=args.overwrite),
+                                progress=not args.no_progress)
             finally:
                 print(aq.ledger.describe(), flush=True)
     finally:
         ctx.close()
-    print(f"wrote {args.out} ({tuple(aq.shape)}) and its sidecar "
-          f"{os.path.splitext(args.out)[0]}.json")
+    if is_hdf5(args.out):
+        print(f"wrote {args.out} ({tuple(aq.shape)}, {summary.stored_as}, "
+              f"{summary.nbytes / 2**20:.1f} MiB, {summary.frames_per_s:.0f} frames/s)")
+    else:
+        print(f"wrote {args.out} ({tuple(aq.shape)}) and its sidecar "
+              f"{os.path.splitext(args.out)[0]}.json")
     return 0
+
+
+def is_hdf5(path: str) -> bool:
+    """Whether ``--out`` names an HDF5 recording (else a ``.npy`` one)."""
+    return os.path.splitext(path)[1].lower() in (".h5", ".hdf5")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -113,7 +129,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"libertem-live record: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        partial = os.path.splitext(args.out)[0] + ".incomplete.npy"
+        stem, ext = os.path.splitext(args.out)
+        partial = stem + (f".incomplete{ext}" if is_hdf5(args.out) else ".incomplete.npy")
         kept = f"; what arrived is in {partial}" if os.path.exists(partial) else ""
         print(f"libertem-live record: interrupted{kept}", file=sys.stderr)
         return 130

@@ -67,6 +67,14 @@ class RawDecoder:
             o = int(offsets[i])
             out[i] = data[o:o + fb].view(self.dtype).reshape(self.sig_shape)
 
+    def hdf5_chunk(self, payload: np.ndarray, aux: int) -> tuple[None, np.ndarray] | None:
+        """A whole frame of plain pixels is stored as it is, an uncompressed
+        chunk (the recorder writes it in this decoder's dtype, which is the
+        format's for every driver that sends native pixels)."""
+        if payload.size != self.frame_bytes:
+            return None
+        return None, payload
+
     def decode_csr(self, data: np.ndarray, offsets: np.ndarray, sizes: np.ndarray,
                    aux: np.ndarray) -> object:
         """The same frames as a CSR matrix (n, prod(sig_shape)); lets drivers

@@ -11,6 +11,7 @@ sample that may not survive a second scan is not thrown away.
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 import os
 import platform
@@ -28,21 +29,57 @@ def _paths(filename: str) -> tuple[str, str, str, str]:
     return partial, stem + ".json", stem + ".incomplete.npy", stem + ".incomplete.json"
 
 
-def _versions(conn: Any = None) -> dict[str, str]:
-    """Python, LiberTEM, numpy, the core, and the distribution of the driver
-    whose connection recorded (found from the connection's package)."""
+def _versions(conn: Any = None, packages: tuple[str, ...] = ()) -> dict[str, str]:
+    """Python, LiberTEM, numpy, the core, ``packages``, and the distribution of
+    the driver whose connection recorded (found from the connection's package)."""
+    top = type(conn).__module__.split(".")[0] if conn is not None else None
+    return dict(_versions_of(top, tuple(packages)))
+
+
+@functools.lru_cache(maxsize=16)
+def _versions_of(top: str | None, packages: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """Looked up once per process: finding the driver's distribution reads
+    every installed package's metadata (most of a second), which each
+    recording would otherwise pay after its last frame."""
     from importlib import metadata
-    out = {"python": platform.python_version()}
-    dists = ["libertem", "libertem-live-core", "numpy"]
-    if conn is not None:
-        top = type(conn).__module__.split(".")[0]
+    out = [("python", platform.python_version())]
+    dists = ["libertem", "libertem-live-core", "numpy", *packages]
+    if top is not None:
         dists += metadata.packages_distributions().get(top, [])
     for dist in dict.fromkeys(dists):
         try:
-            out[dist] = metadata.version(dist)
+            out.append((dist, metadata.version(dist)))
         except metadata.PackageNotFoundError:
             pass
-    return out
+    return tuple(out)
+
+
+def recording_info(dataset: Any, filename: str, error: BaseException | None,
+                   packages: tuple[str, ...] = ()) -> dict[str, Any]:
+    """What a recording says about itself (RecordUDF's JSON sidecar, the HDF5
+    recorder's attributes): shape, pixel type, the detector, its series id and
+    settings, the versions of the software that took part (``packages`` adds
+    distributions), the ledger, and whether the run completed."""
+    ledger = getattr(dataset, "ledger", None)
+    conn = getattr(dataset, "conn", None)
+    settings = getattr(dataset, "meta", None) and dataset.meta.metadata
+    run = dict(getattr(dataset, "run_info", None) or {})
+    series = run.get("series", (settings or {}).get("series"))
+    return {
+        "file": os.path.basename(filename),
+        "shape": [int(n) for n in dataset.shape],
+        "nav_shape": [int(n) for n in dataset.shape.nav],
+        "sig_shape": [int(n) for n in dataset.shape.sig],
+        "dtype": str(np.dtype(dataset.dtype)),
+        "detector": getattr(conn, "detector_name", None),
+        "series": _jsonable(series),
+        "run": _jsonable(run),
+        "settings": _jsonable(settings),
+        "versions": _versions(conn, packages),
+        "ledger": ledger.as_dict() if ledger is not None else None,
+        "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+        "complete": error is None,
+    }
 
 
 class RecordUDF(UDF):
@@ -77,26 +114,7 @@ class RecordUDF(UDF):
     def after_live_run(self, dataset: Any, error: BaseException | None) -> None:
         filename = self.params.filename
         partial, sidecar, incomplete, incomplete_sidecar = _paths(filename)
-        ledger = getattr(dataset, "ledger", None)
-        conn = getattr(dataset, "conn", None)
-        settings = getattr(dataset, "meta", None) and dataset.meta.metadata
-        run = dict(getattr(dataset, "run_info", None) or {})
-        series = run.get("series", (settings or {}).get("series"))
-        info = {
-            "file": os.path.basename(filename),
-            "shape": [int(n) for n in dataset.shape],
-            "nav_shape": [int(n) for n in dataset.shape.nav],
-            "sig_shape": [int(n) for n in dataset.shape.sig],
-            "dtype": str(np.dtype(dataset.dtype)),
-            "detector": getattr(conn, "detector_name", None),
-            "series": _jsonable(series),
-            "run": _jsonable(run),
-            "settings": _jsonable(settings),
-            "versions": _versions(conn),
-            "ledger": ledger.as_dict() if ledger is not None else None,
-            "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-            "complete": error is None,
-        }
+        info = recording_info(dataset, filename, error)
         if not os.path.exists(partial):
             return
         if error is None:

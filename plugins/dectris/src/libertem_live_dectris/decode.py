@@ -24,10 +24,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+from libertem_live.driver import HDF5Filter
 
-from libertem_live_dectris import ckernels, kernels
+from libertem_live_dectris import chunks, ckernels, kernels
 from libertem_live_dectris.errors import PayloadError
 from libertem_live_dectris.kernels import (
     E_BLOCK_OVERRUN, E_BLOCK_SIZE, E_BOUNDS, E_HEADER_SIZE, E_LZ4, E_LZ4_SIZE,
@@ -147,6 +149,7 @@ class DectrisDecoder:
     _enc: Encoding = field(init=False, repr=False)
     _itemsize: int = field(init=False, repr=False)
     _chosen: str = field(init=False, repr=False)
+    _chunk_filter: Any = field(init=False, repr=False, default=None)
 
     def __post_init__(self) -> None:
         self.shape = (int(self.shape[0]), int(self.shape[1]))
@@ -221,6 +224,21 @@ class DectrisDecoder:
                 "another compression or pixel type than its header says")
             e.index = int(err[0])
             raise e
+
+    def hdf5_chunk(self, payload: np.ndarray, aux: int) -> tuple[Any, Any] | None:
+        """The frame as an HDF5 chunk for recording without decoding: a
+        ``bs<N>-lz4<`` payload as it is (bitshuffle filter), ``lz4<`` framed
+        for the LZ4 filter, raw pixels as they are; None (decode it) where
+        the payload's size does not fit the frame."""
+        nbytes = self._itemsize * self.shape[0] * self.shape[1]
+        kind = self._enc.kind
+        if kind == KIND_BSLZ4:
+            if self._chunk_filter is None:
+                self._chunk_filter = HDF5Filter.bitshuffle_lz4(self._itemsize)
+            return chunks.bslz4_chunk(payload, nbytes, self._chunk_filter)
+        if kind == KIND_LZ4:
+            return chunks.lz4_block_chunk(payload, nbytes)
+        return chunks.raw_chunk(payload, nbytes)
 
     def decode_one(self, blob: bytes | bytearray | memoryview | np.ndarray, out: np.ndarray) -> None:
         """Decode a single payload into a (height, width) array."""

@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
+from typing import Any
 
 import lz4.block
 import numpy as np
+from libertem_live.driver import HDF5Filter
 
+from libertem_live_dectris import chunks
 from libertem_live_dectris.decode import DectrisDecoder
 from libertem_live_dectris.errors import PayloadError
 
@@ -77,6 +80,7 @@ class DectrisV2Decoder:
     dtype: str
     shape: tuple[int, int]
     _by_kind: dict[int, DectrisDecoder] = field(init=False, repr=False)
+    _chunk_filter: Any = field(init=False, repr=False, default=None)
 
     def __post_init__(self) -> None:
         self.shape = (int(self.shape[0]), int(self.shape[1]))
@@ -99,6 +103,21 @@ class DectrisV2Decoder:
     def warmup(self, out_dtype: np.dtype | str = np.float32) -> None:
         for dec in self._by_kind.values():
             dec.warmup(out_dtype)
+
+    def hdf5_chunk(self, payload: np.ndarray, aux: int) -> tuple[Any, Any] | None:
+        """The frame as an HDF5 chunk for recording without decoding, by its
+        form: bslz4 and lz4 payloads are chunks of the HDF5 bitshuffle and
+        LZ4 filters as they are, raw pixels are stored as they are."""
+        nbytes = np.dtype(self.dtype).itemsize * self.shape[0] * self.shape[1]
+        if aux == KIND_BSLZ4:
+            if self._chunk_filter is None:
+                self._chunk_filter = HDF5Filter.bitshuffle_lz4(np.dtype(self.dtype).itemsize)
+            return chunks.bslz4_chunk(payload, nbytes, self._chunk_filter)
+        if aux == KIND_LZ4:
+            return chunks.lz4_hdf5_chunk(payload, nbytes)
+        if aux == KIND_NONE:
+            return chunks.raw_chunk(payload, nbytes)
+        return None
 
     def decode(self, data: np.ndarray, offsets: np.ndarray, sizes: np.ndarray,
                aux: np.ndarray, out: np.ndarray) -> None:
