@@ -154,14 +154,17 @@ def compat(session: nox.Session) -> None:
                 m.name = rel
                 members.append(m)
         tar.extractall(tmp, members=members, filter="data")
+    testdata = (Path(session.create_tmp()) / "testdata").resolve()
+    session.run("python", str(COMPAT / "testdata.py"), str(testdata), env=_env())
     args: list[str] = []
     for entry in _deselected():
         # a whole module (no "::") is ignored: it may not even import here
         args += ["--deselect" if "::" in entry.node_id else "--ignore", entry.node_id]
     session.chdir(str(tmp))
     session.run("python", "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "log_cli=false",
-                "--timeout=120", "-rs",
-                *args, "tests", *session.posargs, env=_env())
+                "--timeout=120", "-rs", "--durations=15",
+                *args, "tests", *session.posargs,
+                env={**_env(), "TESTDATA_BASE_PATH": str(testdata)})
 
 
 def _install_all(session: nox.Session) -> None:

@@ -25,7 +25,7 @@ def _labels() -> set[str]:
 
 def test_every_entry_has_a_kind_and_a_reason() -> None:
     for e in _entries():
-        assert e.kind in ("internal", "difference"), e
+        assert e.kind in ("internal", "data", "difference"), e
         assert len(e.reason) > 20, e
         assert e.node_id.startswith("tests/"), e
         assert (e.ref is not None) == (e.kind == "difference"), e

@@ -47,7 +47,7 @@ def test_hook_none_falls_through() -> None:
 def test_hook_result_checked() -> None:
     with pytest.raises(NavShapeError, match="on_determine_nav_shape"):
         navshape.resolve(None, 16, hook=lambda: (-1, 4))
-    with pytest.raises(NavShapeError, match="has 15 positions"):
+    with pytest.raises(NavShapeError, match="15 positions"):
         navshape.resolve(None, 16, hook=lambda: (3, 5))
 
 
@@ -94,3 +94,13 @@ def test_controller_method_is_optional() -> None:
         navshape.resolve(None, None, controller_hint=navshape.controller_hint(Plain()))
     with pytest.raises(NavShapeError, match="the controller, Unsure, does not know"):
         navshape.resolve(None, None, controller_hint=navshape.controller_hint(Unsure()))
+
+
+def test_messages_upstream_scripts_match_on() -> None:
+    """Scripts written for LiberTEM-live 0.3 match these two messages; ours keep
+    its words and add the numbers and the cause."""
+    with pytest.raises(NavShapeError,
+                       match=r"^Result \(8, 8\).* is not compatible with number of images \(16\)$"):
+        navshape.resolve(None, 16, hook=lambda: (8, 8))
+    with pytest.raises(RuntimeError, match=r"In active mode, please pass the full `nav_shape"):
+        navshape.resolve(None, None, active=True)

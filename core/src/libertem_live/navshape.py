@@ -96,6 +96,12 @@ def validate(nav_shape: Sequence[int], nimages: int | None, source: str) -> NavS
     if -1 in shape:
         raise NavShapeError(f"nav_shape from {source} must not contain -1, got {shape!r}")
     if nimages is not None and _prod(shape) != nimages:
+        if source == "on_determine_nav_shape":
+            # worded as LiberTEM-live 0.3 worded it, which scripts match on
+            raise NavShapeError(
+                f"Result {shape!r} of Hooks.on_determine_nav_shape ({_prod(shape)} positions) "
+                f"is not compatible with number of images ({nimages})"
+            )
         raise NavShapeError(
             f"nav_shape {shape!r} from {source} has {_prod(shape)} positions, but the "
             f"acquisition has {nimages} images"
@@ -168,7 +174,12 @@ def resolve(
             "nav_shape=(height, width), or (-1, width), or implement "
             "Hooks.on_determine_nav_shape"
         )
-    raise (NavShapeUnknownError if active else NavShapeError)(
+    if active:
+        raise NavShapeUnknownError(
+            "In active mode, please pass the full `nav_shape`: the number of images is unknown"
+            f"{_nobody_knows(controller_hint, active)}; pass a concrete nav_shape=(height, width)"
+        )
+    raise NavShapeError(
         f"cannot determine nav_shape: the number of images is unknown"
         f"{_nobody_knows(controller_hint, active)}; pass a concrete nav_shape=(height, width)"
     )

@@ -9,7 +9,7 @@ from conftest import MpxReader
 
 from libertem_live.errors import DetectorConnectionError
 
-from libertem_live_merlin.client import MerlinControl, ReconnectingControl
+from libertem_live_merlin.client import ControlClient, ReconnectingControl
 from libertem_live_merlin.errors import (MerlinBusyError, MerlinControlTimeout,
                                          MerlinOutOfRangeError, MerlinProtocolError,
                                          MerlinUnknownCommandError)
@@ -24,7 +24,7 @@ def sim():
 
 
 def test_initial_values_and_set_get(sim):
-    with MerlinControl(port=sim.control_port, timeout=5) as c:
+    with ControlClient(port=sim.control_port, timeout=5) as c:
         assert c.get("IMAGEX") == "256" and c.get_int("IMAGEY") == 256
         assert c.get("COUNTERDEPTH") == "12"
         assert c.get("DETECTORSTATUS") == "0"
@@ -39,7 +39,7 @@ def test_initial_values_and_set_get(sim):
 
 
 def test_status_3_out_of_range(sim):
-    with MerlinControl(port=sim.control_port) as c:
+    with ControlClient(port=sim.control_port) as c:
         with pytest.raises(MerlinOutOfRangeError) as ei:
             c.set("COUNTERDEPTH", 7)
         e = ei.value
@@ -49,7 +49,7 @@ def test_status_3_out_of_range(sim):
 
 
 def test_status_2_unknown(sim):
-    with MerlinControl(port=sim.control_port) as c:
+    with ControlClient(port=sim.control_port) as c:
         with pytest.raises(MerlinUnknownCommandError, match="NOSUCHTHING.*status 2"):
             c.get("NOSUCHTHING")
         with pytest.raises(MerlinUnknownCommandError):
@@ -59,7 +59,7 @@ def test_status_2_unknown(sim):
 
 
 def test_status_1_busy_while_acquiring(sim):
-    with MerlinControl(port=sim.control_port) as c:
+    with ControlClient(port=sim.control_port) as c:
         c.cmd("STARTACQUISITION")  # soft trigger: stays armed, no data client needed
         assert c.get("DETECTORSTATUS") == "1"
         with pytest.raises(MerlinBusyError, match="acquiring.*STOPACQUISITION"):
@@ -87,7 +87,7 @@ def test_server_accepts_plain_and_suffixed_forms_with_correct_length(sim):
 
 
 def test_client_dummy_suffix_mode(sim):
-    with MerlinControl(port=sim.control_port, dummy_suffix=True) as c:
+    with ControlClient(port=sim.control_port, dummy_suffix=True) as c:
         assert c.get("IMAGEX") == "256"
         c.cmd("STOPACQUISITION")
 
@@ -120,7 +120,7 @@ def _one_shot_server(reply: bytes | None):
 def test_unparsable_replies(reply, needle):
     port, done, t = _one_shot_server(reply)
     try:
-        with MerlinControl(port=port, timeout=5) as c:
+        with ControlClient(port=port, timeout=5) as c:
             with pytest.raises(MerlinProtocolError, match=needle):
                 c.get("IMAGEX")
     finally:
@@ -131,7 +131,7 @@ def test_unparsable_replies(reply, needle):
 def test_reply_timeout():
     port, done, t = _one_shot_server(None)
     try:
-        with MerlinControl(port=port, timeout=0.2) as c:
+        with ControlClient(port=port, timeout=0.2) as c:
             with pytest.raises(MerlinControlTimeout, match="no reply to 'GET,IMAGEX'"):
                 c.get("IMAGEX")
     finally:
@@ -144,7 +144,7 @@ def test_connect_refused_is_immediate():
     port = ls.getsockname()[1]
     ls.close()
     with pytest.raises(DetectorConnectionError, match="cannot connect.*tried 1 times"):
-        MerlinControl(port=port, timeout=2).connect()
+        ControlClient(port=port, timeout=2).connect()
 
 
 def test_reconnecting_client_survives_a_restart(sim):

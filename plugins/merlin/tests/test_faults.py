@@ -8,7 +8,7 @@ from conftest import MpxReader, connect, read_acquisition
 
 from libertem_live.driver import Fault, FaultKind
 
-from libertem_live_merlin.client import MerlinControl
+from libertem_live_merlin.client import ControlClient
 from libertem_live_merlin.errors import MerlinProtocolError
 from libertem_live_merlin.headers import parse_acquisition_header, parse_frame_header
 from libertem_live_merlin.sim import MerlinSim
@@ -23,7 +23,7 @@ def sim():
 def start(sim, fault, timeout=5.0):
     sim.inject_fault(fault)
     d = connect(sim.data_port)
-    with MerlinControl(port=sim.control_port) as c:
+    with ControlClient(port=sim.control_port) as c:
         c.cmd("STARTACQUISITION")
     r = MpxReader(d, timeout=timeout)
     parse_acquisition_header(r.read_message())
@@ -99,7 +99,7 @@ def test_stall_mid_frame(sim):
     with pytest.raises(TimeoutError):
         r.read_message()
     assert 0 < r.offset - 2063 - 2 * (15 + 384 + 131072) < 15 + 384 + 131072
-    with MerlinControl(port=sim.control_port) as c:
+    with ControlClient(port=sim.control_port) as c:
         assert c.get("DETECTORSTATUS") == "1"
         c.cmd("ABORT")
     assert sim.wait_idle(5)
@@ -115,7 +115,7 @@ def test_disconnect_mid_stream(sim):
 
 
 def test_restart_between(sim):
-    c = MerlinControl(port=sim.control_port).connect()
+    c = ControlClient(port=sim.control_port).connect()
     d, r = start(sim, "restart_between")
     assert sequences(r, 6) == [1, 2, 3, 4, 5, 6]  # the acquisition is whole
     with pytest.raises(EOFError):
@@ -126,7 +126,7 @@ def test_restart_between(sim):
     d.close()
     assert sim.wait_idle(5)
     d = connect(sim.data_port)  # same ports
-    with MerlinControl(port=sim.control_port) as c:
+    with ControlClient(port=sim.control_port) as c:
         c.cmd("STARTACQUISITION")
     assert len(read_acquisition(MpxReader(d)).frames) == 6
     d.close()
@@ -136,7 +136,7 @@ def test_fault_applies_to_one_acquisition_only(sim):
     d, r = start(sim, "frame_gap@0")
     assert sequences(r, 5) == [2, 3, 4, 5, 6]
     assert sim.wait_idle(5)
-    with MerlinControl(port=sim.control_port) as c:
+    with ControlClient(port=sim.control_port) as c:
         c.cmd("STARTACQUISITION")
     res = read_acquisition(MpxReader(d, timeout=5))
     assert [f.sequence for f in res.frames] == [1, 2, 3, 4, 5, 6]
@@ -146,7 +146,7 @@ def test_fault_applies_to_one_acquisition_only(sim):
 def test_fault_from_the_constructor_and_refused_kinds():
     with MerlinSim(frames=4, pool_size=2, fault="duplicate_frame@0") as sim:
         d = connect(sim.data_port)
-        with MerlinControl(port=sim.control_port) as c:
+        with ControlClient(port=sim.control_port) as c:
             c.cmd("STARTACQUISITION")
         r = MpxReader(d)
         r.read_message()

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from conftest import MpxReader, connect, read_acquisition
 
-from libertem_live_merlin.client import MerlinControl
+from libertem_live_merlin.client import ControlClient
 from libertem_live_merlin.errors import MerlinOutOfRangeError
 from libertem_live_merlin.headers import parse_frame_header
 from libertem_live_merlin.sim import MerlinSim
@@ -46,7 +46,7 @@ def test_passive_read_of_whole_acquisition(layout, depth, raw):
     with MerlinSim(frames=n, scan_shape=(3, 4), counter_depth=depth, raw=raw,
                    layout=layout, pool_size=5) as sim:
         d = connect(sim.data_port)
-        with MerlinControl(port=sim.control_port) as c:
+        with ControlClient(port=sim.control_port) as c:
             c.cmd("STARTACQUISITION")
         res = read_acquisition(MpxReader(d, timeout=5))
         assert res.header.nav_shape == (3, 4) and res.header.counter_depth == depth
@@ -69,7 +69,7 @@ def test_soft_trigger_releases_frames_per_trigger():
     with MerlinSim(frames=8, trigger=5, frames_per_trigger=4, pool_size=4) as sim:
         d = connect(sim.data_port)
         r = MpxReader(d, timeout=5)
-        with MerlinControl(port=sim.control_port) as c:
+        with ControlClient(port=sim.control_port) as c:
             c.cmd("STARTACQUISITION")
             assert r.read_message().startswith(b"HDR,")
             assert nothing_arrives(d)  # armed, waiting for the trigger
@@ -89,7 +89,7 @@ def test_continuous_acquisition_until_stop():
     with MerlinSim(frames=0, pool_size=4) as sim:
         d = connect(sim.data_port)
         r = MpxReader(d, timeout=5)
-        with MerlinControl(port=sim.control_port) as c:
+        with ControlClient(port=sim.control_port) as c:
             c.cmd("STARTACQUISITION")
             r.read_message()
             for i in range(200):
@@ -110,7 +110,7 @@ def test_continuous_acquisition_until_stop():
 
 def test_acquisition_armed_before_client_connects():
     with MerlinSim(frames=3, pool_size=3) as sim:
-        with MerlinControl(port=sim.control_port) as c:
+        with ControlClient(port=sim.control_port) as c:
             c.cmd("STARTACQUISITION")
         d = connect(sim.data_port)
         res = read_acquisition(MpxReader(d, timeout=5))
@@ -120,7 +120,7 @@ def test_acquisition_armed_before_client_connects():
 
 def test_reconnect_between_acquisitions():
     with MerlinSim(frames=5, pool_size=5) as sim:
-        with MerlinControl(port=sim.control_port) as c:
+        with ControlClient(port=sim.control_port) as c:
             for _ in range(3):
                 d = connect(sim.data_port)
                 c.cmd("STARTACQUISITION")
@@ -135,7 +135,7 @@ def test_reconnect_between_acquisitions():
 def test_client_leaving_mid_acquisition_ends_it():
     with MerlinSim(frames=0, pool_size=2) as sim:
         d = connect(sim.data_port)
-        with MerlinControl(port=sim.control_port) as c:
+        with ControlClient(port=sim.control_port) as c:
             c.cmd("STARTACQUISITION")
             MpxReader(d, timeout=5).read_message()
             d.close()
@@ -147,7 +147,7 @@ def test_client_leaving_mid_acquisition_ends_it():
 def test_stop_closes_sockets_and_joins_threads_while_streaming():
     sim = MerlinSim(frames=0, pool_size=2).start()
     d = connect(sim.data_port)  # never reads: the sender blocks in sendmsg
-    c = MerlinControl(port=sim.control_port).connect()
+    c = ControlClient(port=sim.control_port).connect()
     c.cmd("STARTACQUISITION")
     assert len(sim.threads()) >= 3  # accept loops + one control client
     t0 = time.monotonic()
@@ -168,7 +168,7 @@ def test_restart_on_same_ports():
     with MerlinSim(frames=2, pool_size=2) as sim:
         cport, dport = sim.control_port, sim.data_port
         d = connect(dport)
-        c = MerlinControl(port=cport).connect()
+        c = ControlClient(port=cport).connect()
         sim.restart()
         assert (sim.control_port, sim.data_port) == (cport, dport)
         with pytest.raises(ConnectionError):
@@ -177,7 +177,7 @@ def test_restart_on_same_ports():
         d.close()
         c.close()
         d = connect(dport)
-        with MerlinControl(port=cport) as c:
+        with ControlClient(port=cport) as c:
             c.cmd("STARTACQUISITION")
         assert len(read_acquisition(MpxReader(d, timeout=5)).frames) == 2
         d.close()
@@ -189,7 +189,7 @@ def test_mib_file_source(tmp_path):
     write_mib(path, frames, 1, raw=True)
     with MerlinSim(mib_path=str(path), frames=9) as sim:
         d = connect(sim.data_port)
-        with MerlinControl(port=sim.control_port) as c:
+        with ControlClient(port=sim.control_port) as c:
             assert c.get("COUNTERDEPTH") == "1" and c.get("FILEFORMAT") == "2"
             with pytest.raises(MerlinOutOfRangeError):
                 c.set("COUNTERDEPTH", 12)  # fixed by the file
@@ -206,7 +206,7 @@ def test_pacing():
     with MerlinSim(frames=20, pool_size=2, frame_rate=400) as sim:
         d = connect(sim.data_port)
         r = MpxReader(d, timeout=5)
-        with MerlinControl(port=sim.control_port) as c:
+        with ControlClient(port=sim.control_port) as c:
             c.cmd("STARTACQUISITION")
         r.read_message()
         r.read_message()
@@ -225,7 +225,7 @@ def test_cli_runs_until_interrupted():
     try:
         ports = json.loads(p.stdout.readline())
         d = connect(ports["data_port"])
-        with MerlinControl(port=ports["control_port"]) as c:
+        with ControlClient(port=ports["control_port"]) as c:
             c.cmd("STARTACQUISITION")
         assert len(read_acquisition(MpxReader(d, timeout=10)).frames) == 3
         d.close()

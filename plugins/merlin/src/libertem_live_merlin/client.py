@@ -29,7 +29,7 @@ MAX_REPLY = 1 << 20  # a control reply longer than this is garbage
 _HINT = "Is the Merlin software running and the control port right (default 6341)?"
 
 
-class MerlinControl:
+class ControlClient:
     """A connection to the control port; usable as a context manager.
 
     ``timeout`` bounds connecting and each reply (seconds).  Thread-safe: one
@@ -64,7 +64,7 @@ class MerlinControl:
     def connected(self) -> bool:
         return self._reader.connected
 
-    def connect(self) -> MerlinControl:
+    def connect(self) -> ControlClient:
         if not self._reader.connected:
             self._reader.connect(timeout=self.reconnect_timeout)
         return self
@@ -72,7 +72,7 @@ class MerlinControl:
     def close(self) -> None:
         self._reader.close()
 
-    def __enter__(self) -> MerlinControl:
+    def __enter__(self) -> ControlClient:
         return self.connect()
 
     def __exit__(self, *exc: object) -> None:
@@ -182,8 +182,8 @@ class MerlinControl:
             raise control_error(verb, name, value, code, self._last_request)
 
 
-class ReconnectingControl(MerlinControl):
-    """A :class:`MerlinControl` that survives a restart of the Merlin software:
+class ReconnectingControl(ControlClient):
+    """A :class:`ControlClient` that survives a restart of the Merlin software:
     connecting retries with back-off for ``reconnect_timeout`` s, and a request
     that fails because the connection is gone is retried once on a fresh
     connection.  Time-outs and status errors (busy, unknown, out of range)
@@ -228,4 +228,4 @@ class ReconnectingControl(MerlinControl):
         return reply[2].strip() == "0"
 
 
-__all__ = ["MerlinControl", "ReconnectingControl", "Value"]
+__all__ = ["ControlClient", "ReconnectingControl", "Value"]

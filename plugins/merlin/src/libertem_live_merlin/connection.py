@@ -19,7 +19,7 @@ from libertem_live.driver import (
     FrameStream, NavShapeError, PeerClosed, PendingStream, RingConfig, Stalled, Truncated,
 )
 
-from .client import MerlinControl, ReconnectingControl
+from .client import ControlClient, ReconnectingControl
 from .controller import MerlinActiveController
 from .decode import MerlinDecoder
 from .headers import AcquisitionHeader
@@ -132,7 +132,7 @@ class MerlinConnection(BaseConnection):
             log.info("drained %d bytes from %s after connecting", n, self.where)
 
     # --- control plane -------------------------------------------------------------
-    def get_control(self) -> MerlinControl:
+    def get_control(self) -> ControlClient:
         """The connected control client (``get``/``set``/``cmd``); it reconnects
         by itself when the Merlin software was restarted."""
         self.check_open()

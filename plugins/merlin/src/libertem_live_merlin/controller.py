@@ -13,6 +13,8 @@ error never leaves the detector acquiring into a socket nobody reads.
 from __future__ import annotations
 
 import logging
+import socket
+import threading
 from typing import TYPE_CHECKING, Any, Optional, Union
 
 from libertem_live.driver import FrameFormat, FrameFormatError, FrameStream
@@ -25,6 +27,32 @@ if TYPE_CHECKING:
     from .connection import MerlinConnection
 
 log = logging.getLogger(__name__)
+
+_started_lock = threading.Lock()
+_started: set[tuple[str, int]] = set()
+
+
+def _key(host: str, port: int) -> tuple[str, int]:
+    try:
+        return socket.gethostbyname(host), int(port)
+    except OSError:
+        return host, int(port)
+
+
+def started_here(host: str, port: int) -> bool:
+    """Whether an active run of this process started the Merlin behind this
+    control port and has not stopped it yet.  Scripts written for LiberTEM-live
+    0.3 send ``CMD STARTACQUISITION`` from ``on_ready_for_data`` themselves;
+    the upstream-compatible control client asks this to tell that harmless
+    second start from a detector busy with someone else's acquisition."""
+    with _started_lock:
+        return _key(host, port) in _started
+
+
+def _mark(ctl: Any, running: bool) -> None:
+    k = _key(ctl.host, ctl.port)
+    with _started_lock:
+        (_started.add if running else _started.discard)(k)
 
 _FILE_FORMATS = {"sorted": 0, "binary": 0, "raw": 2, 0: 0, 2: 2}
 _RAW_LAYOUTS = {(256, 256): "1x1", (512, 512): "2x2", (514, 514): "2x2G"}
@@ -146,6 +174,7 @@ class MerlinActiveController:
         if stale:
             log.info("discarded %d stale messages on %s before arming", stale, conn.where)
         ctl.cmd("STARTACQUISITION")
+        _mark(ctl, True)
         stream: Optional[FrameStream] = None
         try:
             stream = conn.receive_next(nimages, expect=self._expect,
@@ -156,6 +185,7 @@ class MerlinActiveController:
         except BaseException:
             if stream is not None:
                 stream.close()
+            _mark(ctl, False)
             try:
                 ctl.cmd(self.stop_command)
             except Exception:
@@ -166,8 +196,10 @@ class MerlinActiveController:
              error: BaseException | None) -> None:
         """End the run on the detector: a no-op for an acquisition that ran to its
         end, and what keeps an aborted one from streaming on."""
+        ctl = conn.get_control()
+        _mark(ctl, False)
         try:
-            conn.get_control().cmd(self.stop_command)
+            ctl.cmd(self.stop_command)
         except Exception:
             if error is None:
                 raise
@@ -182,4 +214,4 @@ class MerlinActiveController:
                 f"soft_trigger={self.soft_trigger}>")
 
 
-__all__ = ["MerlinActiveController"]
+__all__ = ["MerlinActiveController", "started_here"]

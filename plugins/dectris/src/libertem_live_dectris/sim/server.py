@@ -108,6 +108,11 @@ class DectrisSim:
     ``fault``: a stream fault for the first series after it was set
     (``"frame_gap"``, ``"frame_gap@5"``, a :class:`~libertem_live.driver.Fault`;
     see :mod:`.faults`; :meth:`inject` sets one later).
+    ``data_filter`` (upstream's hook for hand-made faults): called with every
+    message part the simulator is about to send, header and end included, in
+    order; it returns the bytes to send instead, or ``None`` to leave the part
+    out.  The named faults above are the usual way; this one reaches what
+    they do not.
     """
 
     def __init__(
@@ -149,10 +154,7 @@ class DectrisSim:
             frames = int(num_mock_frames)
         self.num_mock_frames = frames if path is None else None
         self.tolerate_timeouts = tolerate_timeouts
-        if data_filter is not None:
-            raise ValueError("DectrisSim(data_filter=...) is not supported: to drop or alter "
-                             "images, use fault= (e.g. 'frame_gap@5'), see the simulator's faults")
-        self.data_filter = None
+        self.data_filter = data_filter
         self._error: BaseException | None = None
         if stream not in ("legacy", "v2"):
             raise ValueError(f"stream must be 'legacy' (stream V1) or 'v2' (CBOR), got {stream!r}")
@@ -474,6 +476,10 @@ class DectrisSim:
         sock = self._sock
         if sock is None:
             raise _Abort("socket closed")
+        if self.data_filter is not None:
+            parts = [q for q in map(self.data_filter, parts) if q is not None]
+            if not parts:
+                return
         last = len(parts) - 1
         deadline = None
         for i, p in enumerate(parts):

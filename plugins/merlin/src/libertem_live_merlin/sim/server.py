@@ -8,7 +8,7 @@ truth, or a ``.mib`` file.  Stream faults: :mod:`.faults`.
 Typical test use::
 
     with MerlinSim(frames=64, scan_shape=(8, 8)) as sim:
-        ... connect to sim.data_port, then via MerlinControl(port=sim.control_port)
+        ... connect to sim.data_port, then via ControlClient(port=sim.control_port)
         ... CMD STARTACQUISITION; read HDR + 64 frames
         assert np.allclose(my_sum, sim.expected_sum())
 
