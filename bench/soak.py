@@ -154,12 +154,13 @@ def drivers(ctx: Any) -> list[Driver]:
     return found
 
 
-def fault_loop(reps: int) -> int:
+def fault_loop(reps: int, only: list[str] | None = None) -> int:
     """Every fault kind of every driver, ``reps`` times in one context each:
     the faulty run ends (with its error, or completes where the kind allows),
     the next run is exact, each within a bound; then ``ctx.close()`` returns
     within a bound.  Faults end runs early while workers still hold partitions,
-    which is where closing used to hang."""
+    which is where closing used to hang.  ``only``: ``DRIVER`` or
+    ``DRIVER:KIND`` entries to run instead of all."""
     from libertem.udf.sum import SumUDF
 
     from libertem_live.api import LiveContext
@@ -174,6 +175,8 @@ def fault_loop(reps: int) -> int:
         for drv in pool:
             mode = "active" if drv.controller is not None else "passive"
             for kind in sorted(drv.faults, key=lambda k: k.value):
+                if only and drv.name not in only and f"{drv.name}:{kind.value}" not in only:
+                    continue
                 ctx = LiveContext()
                 drv.reopen(ctx, timeout=3.0)
                 worst_fault = worst_next = 0.0
@@ -226,10 +229,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--every", type=int, default=20, help="sample every N runs")
     parser.add_argument("--faults", type=int, default=0, metavar="REPS",
                         help="instead: every fault kind of every driver REPS times in a row")
+    parser.add_argument("--only", nargs="*", metavar="DRIVER[:KIND]",
+                        help="with --faults: only these drivers or fault kinds")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGINT, signal.default_int_handler)  # also as a background job
     if args.faults:
-        return fault_loop(args.faults)
+        return fault_loop(args.faults, args.only)
 
     from libertem.udf.sum import SumUDF
 
