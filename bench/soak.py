@@ -179,7 +179,11 @@ def fault_loop(reps: int, only: list[str] | None = None) -> int:
                     continue
                 ctx = LiveContext()
                 drv.reopen(ctx, timeout=3.0)
+                # the first run of a context compiles the decoder in the workers
+                # (seconds): not what the bounds are about
+                ctx.run_udf(dataset=drv.acquisition(ctx, mode), udf=SumUDF())
                 worst_fault = worst_next = 0.0
+                fault_times: list[float] = []
                 errors: dict[str, int] = {}
                 for _ in range(reps):
                     drv.inject(ctx, Fault(kind, N // 2))
@@ -189,7 +193,8 @@ def fault_loop(reps: int, only: list[str] | None = None) -> int:
                         errors["none"] = errors.get("none", 0) + 1
                     except Exception as e:
                         errors[type(e).__name__] = errors.get(type(e).__name__, 0) + 1
-                    worst_fault = max(worst_fault, time.monotonic() - t0)
+                    fault_times.append(time.monotonic() - t0)
+                    worst_fault = max(worst_fault, fault_times[-1])
                     t0 = time.monotonic()
                     try:
                         res = ctx.run_udf(dataset=drv.acquisition(ctx, mode), udf=SumUDF())
@@ -203,7 +208,8 @@ def fault_loop(reps: int, only: list[str] | None = None) -> int:
                 closed = time.monotonic() - t0
                 print(f"{drv.name:8} {mode:7} {kind.value:22} x{reps}: "
                       f"{', '.join(f'{k} {v}' for k, v in sorted(errors.items()))}; "
-                      f"worst fault run {worst_fault:.1f} s, worst next run {worst_next:.1f} s, "
+                      f"fault run median {sorted(fault_times)[len(fault_times) // 2]:.1f} s, "
+                      f"worst {worst_fault:.1f} s, worst next run {worst_next:.1f} s, "
                       f"close {closed:.1f} s", flush=True)
                 if worst_fault > 20 or worst_next > 20 or closed > 30:
                     bad.append(f"{drv.name} {kind.value}: too slow")
