@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import threading
 from dataclasses import dataclass, field
@@ -11,6 +11,7 @@ import zmq
 
 from libertem_live_dectris import wire as M
 from libertem_live_dectris.decode import DectrisDecoder
+from libertem_live_dectris.sim import DectrisSim
 
 
 @pytest.fixture(autouse=True)
@@ -237,3 +238,21 @@ def receive_loop(request: Any, monkeypatch: Any) -> str:
         pytest.skip("libzmq's symbols are not reachable through pyzmq here")
     monkeypatch.setattr(receiver, "USE_COMPILED_LOOP", request.param == "compiled")
     return request.param
+
+
+@pytest.fixture
+def start_sim(no_leaks: None) -> Iterator[Callable[..., DectrisSim]]:
+    """``start_sim(**kw)``: a listening ``DectrisSim(**kw)``; every simulator a
+    test started is stopped (threads joined) after it, before the leak check."""
+    sims: list[DectrisSim] = []
+
+    def start(**kw: Any) -> DectrisSim:
+        sim = DectrisSim(**kw)
+        sims.append(sim)
+        sim.start()
+        sim.wait_for_listen()
+        return sim
+
+    yield start
+    for s in sims:
+        s.stop()

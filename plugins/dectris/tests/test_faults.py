@@ -20,7 +20,7 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 import math  # noqa: E402
 
 import socket  # noqa: E402
-from typing import Any, Callable, Iterator  # noqa: E402
+from typing import Any, Callable  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -41,23 +41,11 @@ TIMEOUT = 3.0  # the connection's timeout: no frame for this long is an error
 
 
 @pytest.fixture
-def make_sim(no_leaks: None) -> Iterator[Callable[..., DectrisSim]]:
-    sims: list[DectrisSim] = []
-
+def make_sim(start_sim: Callable[..., DectrisSim]) -> Callable[..., DectrisSim]:
     def make(fault: Any = None, **kw: Any) -> DectrisSim:
-        kw.setdefault("frames", N)
-        kw.setdefault("shape", SIG)
-        kw.setdefault("pool_size", 8)
-        kw.setdefault("send_timeout", 5.0)
-        sim = DectrisSim(fault=fault, **kw)
-        sims.append(sim)
-        sim.start()
-        sim.wait_for_listen()
-        return sim
-
-    yield make
-    for s in sims:
-        s.stop()
+        return start_sim(fault=fault, **{"frames": N, "shape": SIG, "pool_size": 8,
+                                         "send_timeout": 5.0, **kw})
+    return make
 
 
 def connect(ctx: LiveContext, sim: DectrisSim, **kw: Any) -> Any:

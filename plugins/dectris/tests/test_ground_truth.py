@@ -14,7 +14,7 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 
 import math  # noqa: E402
 import threading  # noqa: E402
-from typing import Any, Callable, Iterator  # noqa: E402
+from typing import Any, Callable  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -28,21 +28,8 @@ TIMEOUT = 10.0
 
 
 @pytest.fixture
-def make_sim(no_leaks: None) -> Iterator[Callable[..., DectrisSim]]:
-    """Start simulators for a test; all are stopped (threads joined) after it."""
-    sims: list[DectrisSim] = []
-
-    def make(**kw: Any) -> DectrisSim:
-        kw.setdefault("pool_size", 16)
-        sim = DectrisSim(**kw)
-        sims.append(sim)
-        sim.start()
-        sim.wait_for_listen()
-        return sim
-
-    yield make
-    for s in sims:
-        s.stop()
+def make_sim(start_sim: Callable[..., DectrisSim]) -> Callable[..., DectrisSim]:
+    return lambda **kw: start_sim(**{"pool_size": 16, **kw})
 
 
 def connect(ctx: LiveContext, sim: DectrisSim) -> Any:

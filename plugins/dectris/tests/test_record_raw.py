@@ -12,7 +12,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import h5py
 import hdf5plugin  # noqa: F401  (registers the filters for reading)
@@ -30,21 +30,8 @@ FILTERS = {"bslz4": ("bitshuffle+lz4", 32008), "lz4": ("lz4", 32004),
 
 
 @pytest.fixture
-def make_sim(no_leaks: None) -> Iterator[Callable[..., DectrisSim]]:
-    sims: list[DectrisSim] = []
-
-    def make(**kw: Any) -> DectrisSim:
-        kw.setdefault("pool_size", 16)
-        kw.setdefault("shape", SHAPE)
-        sim = DectrisSim(**kw)
-        sims.append(sim)
-        sim.start()
-        sim.wait_for_listen()
-        return sim
-
-    yield make
-    for s in sims:
-        s.stop()
+def make_sim(start_sim: Callable[..., DectrisSim]) -> Callable[..., DectrisSim]:
+    return lambda **kw: start_sim(**{"pool_size": 16, "shape": SHAPE, **kw})
 
 
 def connect(ctx: Any, sim: DectrisSim, **kw: Any) -> Any:

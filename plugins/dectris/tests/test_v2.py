@@ -30,21 +30,8 @@ TIMEOUT = 10.0
 
 
 @pytest.fixture
-def make_sim(no_leaks: None) -> Iterator[Callable[..., DectrisSim]]:
-    sims: list[DectrisSim] = []
-
-    def make(**kw: Any) -> DectrisSim:
-        kw.setdefault("pool_size", 8)
-        kw.setdefault("stream", "v2")
-        sim = DectrisSim(**kw)
-        sims.append(sim)
-        sim.start()
-        sim.wait_for_listen()
-        return sim
-
-    yield make
-    for s in sims:
-        s.stop()
+def make_sim(start_sim: Callable[..., DectrisSim]) -> Callable[..., DectrisSim]:
+    return lambda **kw: start_sim(**{"pool_size": 8, "stream": "v2", **kw})
 
 
 def connect(ctx: Any, sim: DectrisSim, stream_port: int | None = None, **kw: Any) -> Any:
