@@ -56,3 +56,29 @@ def test_recording_sidecar_names_series_and_versions(ctx, tmp_path) -> None:
     assert (first["series"], second["series"]) == (1, 2)
     assert {"libertem", "libertem-live-core", "numpy", "python"} <= set(first["versions"])
     assert np.array_equal(np.load(tmp_path / "b.npy"), data)
+
+
+def test_record_udf_refuses_a_roi(ctx, tmp_path) -> None:
+    """A ROI would put the selected frames at the wrong positions of a file
+    shaped for the whole scan: refused, and no complete file appears."""
+    from libertem_live.udf.record import RecordUDF
+    data = np.arange(2 * 3 * 4 * 4, dtype=np.uint16).reshape(2, 3, 4, 4)
+    roi = np.zeros((2, 3), dtype=bool)
+    roi[1, 1:] = True
+    with ctx.make_connection("memory").open(data=data) as conn:
+        aq = ctx.make_acquisition(conn=conn, nav_shape=(2, 3))
+        with pytest.raises(Exception, match="without roi="):
+            ctx.run_udf(dataset=aq, udf=RecordUDF(tmp_path / "r.npy"), roi=roi)
+        ctx.run_udf(dataset=aq, udf=RecordUDF(tmp_path / "ok.npy"))
+    assert not (tmp_path / "r.npy").exists()
+    assert np.array_equal(np.load(tmp_path / "ok.npy"), data)
+
+
+def test_record_udf_keeps_a_big_endian_dtype(ctx, tmp_path) -> None:
+    from libertem_live.udf.record import RecordUDF
+    data = (np.arange(2 * 3 * 4 * 4, dtype=np.uint16) * 257).reshape(2, 3, 4, 4).astype(">u2")
+    with ctx.make_connection("memory").open(data=data) as conn:
+        aq = ctx.make_acquisition(conn=conn, nav_shape=(2, 3))
+        ctx.run_udf(dataset=aq, udf=RecordUDF(tmp_path / "be.npy"))
+    got = np.load(tmp_path / "be.npy")
+    assert got.dtype == np.dtype(">u2") and np.array_equal(got, data)
