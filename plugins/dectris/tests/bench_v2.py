@@ -26,9 +26,10 @@ from libertem_live_dectris.sim import DectrisSim  # noqa: E402
 def run(ctx: LiveContext, shape: tuple[int, int], n: int, stream: str) -> float:
     best = 0.0
     with DectrisSim(frames=n, shape=shape, pool_size=64, stream=stream) as sim:
-        port = {"stream_port": sim.zmqport} if stream == "v2" else {"data_port": sim.zmqport}
+        port = sim.v2_port if stream == "v2" else sim.zmqport
         with ctx.make_connection("dectris").open(api_host="127.0.0.1", api_port=sim.port,
-                                                 stream=stream, timeout=30, **port) as conn:
+                                                 data_port=port, stream=stream,
+                                                 timeout=30) as conn:
             for _ in range(2):
                 t0 = time.perf_counter()
                 SimplonClient("127.0.0.1", sim.port).sendDetectorCommand("arm")

@@ -36,7 +36,7 @@ class DectrisV2Scenario(Scenario):
     def connection_params(self) -> dict[str, Any]:
         timeout = 3.0 if self.fault is not None else 10.0
         return {"api_host": "127.0.0.1", "api_port": self.sim.port, "data_host": "127.0.0.1",
-                "stream": "v2", "stream_port": self.sim.zmqport, "channel": "threshold_1",
+                "stream": "v2", "data_port": self.sim.v2_port, "channel": "threshold_1",
                 "timeout": timeout}
 
     def arm_passive(self, conn: Any) -> None:

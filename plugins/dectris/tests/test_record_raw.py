@@ -101,7 +101,7 @@ def test_stream_v2_passive(ctx: Any, make_sim: Any, tmp_path: Path, compression:
     sim = make_sim(frames=48, dtype="uint16", compression=compression, stream="v2")
     with ctx.make_connection("dectris").open(
             api_host="127.0.0.1", api_port=sim.port, data_host="127.0.0.1", stream="v2",
-            stream_port=sim.zmqport, timeout=TIMEOUT) as conn:
+            data_port=sim.v2_port, timeout=TIMEOUT) as conn:
         SimplonClient("127.0.0.1", sim.port).sendDetectorCommand("arm")
         pending = conn.wait_for_acquisition(TIMEOUT)
         assert pending is not None

@@ -286,11 +286,11 @@ def test_fault_disconnect_and_rebind(receiver_factory):
 def test_fault_restart_between(receiver_factory):
     sim, rx = _run(receiver_factory, "restart_between")
     with sim:
-        port = sim.zmqport
+        ports = sim.zmqport, sim.v2_port
         r = rx.series()
         assert len(r.images) == 10 and r.end is not None  # the first series is clean
         _clean_next_series(sim, rx)
-        assert sim.zmqport == port
+        assert (sim.zmqport, sim.v2_port) == ports
 
 
 def test_inject_method(receiver_factory):
@@ -312,6 +312,9 @@ def test_cli_help_shows_defaults():
     assert p.stdout.startswith("usage: python -m libertem_live_dectris.sim")
     assert "(default: 8910)" in p.stdout and "--fault KIND[@FRAME]" in p.stdout
     assert "frame_gap" in p.stdout
+    text = " ".join(p.stdout.split())
+    assert "ZeroMQ port of stream V1 (0 = any free) (default: 9999)" in text
+    assert "ZeroMQ port of stream V2 (0 = any free) (default: 31001)" in text
 
 
 def test_cli_refuses_unsupported_fault():

@@ -49,7 +49,7 @@ def test_upstream_form_replays_a_dump(tmp_path: Path, receiver_factory) -> None:
     port, zmqport = _free_port(), _free_port()
     sim = subprocess.Popen(
         [_script("libertem-live-dectris-sim"), str(dump), "--port", str(port),
-         "--zmqport", str(zmqport), "--dwelltime", "10", "--verbose", "false"],
+         "--zmqport", str(zmqport), "--v2-port", "0", "--dwelltime", "10", "--verbose", "false"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         _wait_listening(port, sim)

@@ -10,6 +10,7 @@ import os
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 import struct  # noqa: E402
+import subprocess  # noqa: E402
 from typing import Any, Callable, Iterator  # noqa: E402
 
 import cbor2  # noqa: E402
@@ -20,6 +21,7 @@ import zmq  # noqa: E402
 from libertem.udf.sum import SumUDF  # noqa: E402
 
 from libertem_live.driver import DecodeError, FrameFormatError  # noqa: E402
+from libertem_live_testing.processes import console_script  # noqa: E402
 from libertem_live_dectris.client import SimplonClient  # noqa: E402
 from libertem_live_dectris.sim import DectrisSim  # noqa: E402
 from libertem_live_dectris.wire_v2 import (  # noqa: E402
@@ -34,10 +36,10 @@ def make_sim(start_sim: Callable[..., DectrisSim]) -> Callable[..., DectrisSim]:
     return lambda **kw: start_sim(**{"pool_size": 8, "stream": "v2", **kw})
 
 
-def connect(ctx: Any, sim: DectrisSim, stream_port: int | None = None, **kw: Any) -> Any:
+def connect(ctx: Any, sim: DectrisSim, data_port: int | None = None, **kw: Any) -> Any:
     return ctx.make_connection("dectris").open(
         api_host="127.0.0.1", api_port=sim.port, data_host="127.0.0.1", stream="v2",
-        stream_port=sim.zmqport if stream_port is None else stream_port, timeout=TIMEOUT, **kw)
+        data_port=sim.v2_port if data_port is None else data_port, timeout=TIMEOUT, **kw)
 
 
 def run_passive(ctx: Any, conn: Any, sim: DectrisSim | None, nav: tuple[int, ...]) -> tuple[Any, np.ndarray]:
@@ -91,6 +93,83 @@ def test_v2_two_channels_and_metadata(make_sim: Any, ctx: Any) -> None:
                 assert info["threshold_energy"] == {"threshold_1": 4020.0, "threshold_2": 5020.0}
                 assert info["user_data"] == {"sample": "gold"}
                 assert info["flatfield_present"] is False
+
+
+def test_v2_active_applies_the_start_pixel_mask(make_sim: Any, ctx: Any) -> None:
+    """Active mode learns the mask from the start message after the arm, and
+    excludes it exactly as passive mode does (same patched result)."""
+    mask = np.zeros((16, 16), np.uint32)
+    mask[3, 5] = mask[10, 0] = 1
+    sim = make_sim(frames=30, shape=(16, 16), user_data={"sample": "gold"}, pixel_mask=mask)
+    expected = sim.expected_sum(30)
+    with connect(ctx, sim) as conn:
+        _, passive_aq, passive = run_passive(ctx, conn, sim, (5, 6))
+        aq = ctx.make_acquisition(conn=conn, nav_shape=(5, 6),
+                                  controller=conn.get_active_controller(trigger_mode="exte"))
+        assert "excluded_pixels" not in aq.frame_format.metadata  # not known before the arm
+        got = ctx.run_udf(dataset=aq, udf=SumUDF())["intensity"].data.astype(np.float64)
+    off = mask == 0
+    assert np.array_equal(aq.frame_format.metadata["excluded_pixels"], ~off)
+    assert aq.get_correction_data().get_excluded_pixels() is not None
+    assert np.array_equal(got[off], expected[off])
+    # the DCU's 2**16 - 1 at the masked pixels is patched, the same way as in passive mode
+    assert not np.array_equal(got[~off], expected[~off])
+    assert np.array_equal(got, passive)
+    assert aq.frame_format.metadata["user_data"] == {"sample": "gold"}
+    assert aq.frame_format.metadata["series"] == aq.run_info["series"] != passive_aq.run_info["series"]
+
+
+def test_v2_active_without_mask_excludes_nothing(make_sim: Any, ctx: Any) -> None:
+    sim = make_sim(frames=12, shape=(8, 8))
+    with connect(ctx, sim) as conn:
+        aq = ctx.make_acquisition(conn=conn, nav_shape=(3, 4),
+                                  controller=conn.get_active_controller(trigger_mode="exte"))
+        got = ctx.run_udf(dataset=aq, udf=SumUDF())["intensity"].data.astype(np.float64)
+    assert np.array_equal(got, sim.expected_sum(12))
+    assert "excluded_pixels" not in aq.frame_format.metadata
+
+
+def test_each_stream_on_its_own_port(make_sim: Any, ctx: Any) -> None:
+    """Like a DCU: V1 on ``zmqport``, V2 on ``v2_port``; the stream format set
+    over REST at the arm picks the one a series goes out on, the other stays silent."""
+    sim = make_sim(frames=12, shape=(8, 8), stream="legacy")
+    assert sim.v2_port not in (0, sim.zmqport)
+    api = SimplonClient("127.0.0.1", sim.port)
+    common = {"api_host": "127.0.0.1", "api_port": sim.port, "timeout": TIMEOUT}
+    with ctx.make_connection("dectris").open(data_port=sim.zmqport, **common) as v1, \
+            ctx.make_connection("dectris").open(data_port=sim.v2_port, stream="v2", **common) as v2:
+        for conn, other, fmt in ((v2, v1, "cbor"), (v1, v2, "legacy"), (v2, v1, "cbor")):
+            api.setStreamConfig("format", fmt)  # a V1 connection leaves the format alone
+            api.sendDetectorCommand("arm")
+            pending = conn.wait_for_acquisition(TIMEOUT)
+            assert pending is not None
+            aq = ctx.make_acquisition(conn=conn, pending_aq=pending, nav_shape=(3, 4))
+            got = ctx.run_udf(dataset=aq, udf=SumUDF())["intensity"].data.astype(np.float64)
+            assert np.array_equal(got, sim.expected_sum(12))
+            assert aq.run_info.get("stream", "legacy") == conn.stream
+            assert other.wait_for_acquisition(0.3) is None
+
+
+def test_data_port_defaults_by_stream(ctx: Any) -> None:
+    """Nothing listens: opening only connects the PULL socket, which waits."""
+    def port(**kw: Any) -> int:
+        with ctx.make_connection("dectris").open(**kw) as conn:
+            assert f"tcp://127.0.0.1:{conn.data_port} " in repr(conn)
+            return conn.data_port
+    assert port() == 9999
+    assert port(stream="legacy") == 9999
+    assert port(stream="v2") == 31001
+    assert port(stream="v2", data_port=41001) == 41001
+    assert port(data_port=41002) == 41002
+
+
+def test_detectors_command_describes_the_data_port() -> None:
+    out = subprocess.run([console_script("libertem-live"), "detectors", "dectris"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    line = next(ln for ln in out.stdout.splitlines() if ln.split()[:1] == ["data_port"])
+    assert line.split()[1] == "None" and "9999 for stream V1, 31001 for V2" in line
+    assert "stream_port" not in out.stdout
 
 
 def test_v2_missing_channel_fails_clearly(make_sim: Any, ctx: Any) -> None:
@@ -174,7 +253,7 @@ def test_independent_encoder_decodes_to_ground_truth(
     rng = np.random.default_rng(3)
     frames = rng.integers(0, 200, size=(12, 20, 36)).astype(dtype)
     frames[0, 0, 0] = np.iinfo(dtype).max
-    with connect(ctx, rest, stream_port=port) as conn:
+    with connect(ctx, rest, data_port=port) as conn:
         for m in _indep_series(frames, compression):
             sock.send(m)
         pending, aq, got = run_passive(ctx, conn, None, (3, 4))
@@ -188,7 +267,7 @@ def test_malformed_cbor_mid_series_names_the_image(make_sim: Any, ctx: Any, push
     frames = np.ones((6, 8, 8), np.uint16)
     msgs = _indep_series(frames, "none")
     msgs[4] = msgs[4][:len(msgs[4]) // 2]  # image 3 cut in half: not CBOR any more
-    with connect(ctx, rest, stream_port=port) as conn:
+    with connect(ctx, rest, data_port=port) as conn:
         for m in msgs:
             sock.send(m)
         with pytest.raises(DecodeError, match="expected image 3"):
@@ -257,7 +336,7 @@ def test_recorded_stream_replays_to_ground_truth(make_sim: Any, ctx: Any, push: 
     zctx = zmq.Context()
     pull = zctx.socket(zmq.PULL)
     pull.setsockopt(zmq.LINGER, 0)
-    pull.connect(f"tcp://127.0.0.1:{sim.zmqport}")
+    pull.connect(f"tcp://127.0.0.1:{sim.v2_port}")
     try:
         SimplonClient("127.0.0.1", sim.port).sendDetectorCommand("arm")
         recorded = []
@@ -270,7 +349,7 @@ def test_recorded_stream_replays_to_ground_truth(make_sim: Any, ctx: Any, push: 
         zctx.term()
     assert len(recorded) == 22
     sock, port = push
-    with connect(ctx, sim, stream_port=port) as conn:
+    with connect(ctx, sim, data_port=port) as conn:
         for m in recorded:
             sock.send(m)
         _, _, got = run_passive(ctx, conn, None, (4, 5))

@@ -23,10 +23,12 @@ from libertem_live_dectris.controller import DectrisActiveController
 from libertem_live_dectris.decode import DectrisDecoder
 from libertem_live_dectris.errors import PayloadError
 from libertem_live_dectris.receiver import DectrisFraming, PeerWatch, find_series
-from libertem_live_dectris.wire import MessageError, SeriesConfig, SeriesStart, encoding_for
+from libertem_live_dectris.wire import (
+    DEFAULT_PORT as V1_PORT, MessageError, SeriesConfig, SeriesStart, encoding_for,
+)
 from libertem_live_dectris.decode_v2 import DectrisV2Decoder
 from libertem_live_dectris.receiver_v2 import DectrisV2Framing, find_series_v2, series_info
-from libertem_live_dectris.wire_v2 import DEFAULT_CHANNEL, DEFAULT_PORT, SeriesStartV2
+from libertem_live_dectris.wire_v2 import DEFAULT_CHANNEL, DEFAULT_PORT as V2_PORT, SeriesStartV2
 
 
 class DectrisPending(PendingStream):
@@ -51,7 +53,9 @@ class DectrisPending(PendingStream):
 
 class DectrisConnection(BaseConnection):
     """``api_host``/``api_port``: the DCU's REST interface; ``data_host`` /
-    ``data_port``: its ZeroMQ stream.  ``timeout``: seconds without an image
+    ``data_port``: its ZeroMQ stream (``data_port=None``: the DCU's port of
+    the chosen stream, 9999 for stream V1, 31001 for stream V2; a DCU serves
+    each stream on its own port).  ``timeout``: seconds without an image
     before a running acquisition fails; ``api_timeout``: seconds a REST
     request may take.  ``buffer_size``: MiB of shared memory each
     acquisition receives into (default 128), allocated at the first
@@ -61,25 +65,26 @@ class DectrisConnection(BaseConnection):
     ignored.
 
     ``stream="v2"`` receives the DECTRIS stream V2 (CBOR, ``format`` = ``cbor``
-    in the stream configuration) on ``stream_port`` instead of stream V1
-    (``legacy``) on ``data_port``; ``channel`` picks the image channel
-    (``threshold_1``, ``threshold_2``, ``difference``, ...)."""
+    in the stream configuration) instead of stream V1 (``legacy``);
+    ``channel`` picks the image channel (``threshold_1``, ``threshold_2``,
+    ``difference``, ...)."""
 
     detector_name = "dectris"
 
     def __init__(self, api_host: str = "127.0.0.1", api_port: int = 80,
-                 data_host: str = "127.0.0.1", data_port: int = 9999, *,
+                 data_host: str = "127.0.0.1", data_port: int | None = None, *,
                  timeout: float = 30.0, api_timeout: float = 5.0,
                  ring: RingConfig | None = None, rcvhwm: int = 8192,
                  buffer_size: float | None = None, bytes_per_frame: int | None = None,
                  frame_stack_size: int | None = None, huge: bool = False,
-                 stream: str = "legacy", stream_port: int = DEFAULT_PORT,
+                 stream: str = "legacy",
                  channel: str = DEFAULT_CHANNEL, huge_pages: bool | None = None):
         if stream not in ("legacy", "v1", "v2"):
             raise ValueError(f"stream must be 'legacy' (stream V1, the default) or 'v2' (the "
                              f"CBOR stream), got {stream!r}")
         self.stream = "v2" if stream == "v2" else "legacy"
-        self.stream_port = int(stream_port)
+        if data_port is None:
+            data_port = V2_PORT if self.stream == "v2" else V1_PORT
         self.channel = channel
         self.api_host, self.api_port = api_host, int(api_port)
         self.data_host, self.data_port = data_host, int(data_port)
@@ -93,12 +98,8 @@ class DectrisConnection(BaseConnection):
         self.open()
 
     @property
-    def _stream_port(self) -> int:
-        return self.stream_port if self.stream == "v2" else self.data_port
-
-    @property
     def source(self) -> str:
-        return f"DECTRIS detector at tcp://{self.data_host}:{self._stream_port}"
+        return f"DECTRIS detector at tcp://{self.data_host}:{self.data_port}"
 
     @property
     def where(self) -> str:
@@ -115,7 +116,7 @@ class DectrisConnection(BaseConnection):
     def _connect(self) -> None:
         zmqloop.warmup()
         self._ctx = zmq.Context()
-        self._sock = zmq_pull_socket(self._ctx, f"tcp://{self.data_host}:{self._stream_port}",
+        self._sock = zmq_pull_socket(self._ctx, f"tcp://{self.data_host}:{self.data_port}",
                                      rcvhwm=self.rcvhwm)
         self._peer = PeerWatch(self._sock)
 
@@ -199,19 +200,42 @@ class DectrisConnection(BaseConnection):
     # --- stream V2 -------------------------------------------------------------------------------
     def frame_format_v2(self, start: SeriesStartV2, *, excluded: np.ndarray | None = None) -> FrameFormat:
         """How the images of a stream V2 series decode (the chosen channel)."""
+        fmt = FrameFormat(sig_shape=start.shape, dtype=np.dtype(start.dtype),
+                          decoder=DectrisV2Decoder(start.dtype.name, start.shape),
+                          metadata={"detector": "dectris"})
+        self.apply_start_v2(fmt, start, excluded=excluded)
+        return fmt
+
+    def apply_start_v2(self, fmt: FrameFormat, start: SeriesStartV2, *,
+                       excluded: np.ndarray | None = None) -> None:
+        """Bring what the ``start`` message of a stream V2 series says into
+        ``fmt.metadata``: its pixel mask (nonzero pixels of the chosen
+        channel's mask, or-ed with ``excluded``) as ``excluded_pixels``, its
+        other fields as in :func:`series_info`.  Active mode builds ``fmt``
+        from the REST configuration before arming and calls this once the
+        start message is in, so the geometry is checked against it too."""
+        where = f"series {start.series} from {self.where}"
         if self.channel not in start.channels:
             raise FrameFormatError(
-                f"series {start.series} from {self.where} has channels {list(start.channels)}, "
-                f"not {self.channel!r}; open the connection with channel= one of those")
-        meta: dict[str, Any] = {"detector": "dectris", "series": start.series,
-                                **series_info(start, self.channel)}
+                f"{where} has channels {list(start.channels)}, not {self.channel!r}; open the "
+                "connection with channel= one of those")
+        if tuple(fmt.sig_shape) != tuple(start.shape) or np.dtype(fmt.dtype) != start.dtype:
+            raise FrameFormatError(
+                f"{where} announces {start.dtype.name} images of {tuple(start.shape)} pixels, but "
+                f"the detector configuration read before arming said {np.dtype(fmt.dtype).name} "
+                f"and {tuple(fmt.sig_shape)}: was the detector reconfigured meanwhile?")
         mask = start.pixel_mask.get(self.channel)
         if mask is not None:
+            if mask.shape != tuple(start.shape):
+                raise FrameFormatError(
+                    f"{where}: the pixel mask of channel {self.channel!r} is {mask.shape}, the "
+                    f"images {tuple(start.shape)}")
             excluded = (mask != 0) if excluded is None else (excluded | (mask != 0))
+        fmt.metadata.update(series_info(start, self.channel))
         if excluded is not None:
-            meta["excluded_pixels"] = excluded
-        return FrameFormat(sig_shape=start.shape, dtype=np.dtype(start.dtype),
-                           decoder=DectrisV2Decoder(start.dtype.name, start.shape), metadata=meta)
+            fmt.metadata["excluded_pixels"] = excluded
+        else:
+            fmt.metadata.pop("excluded_pixels", None)
 
     def find_series_v2(self, timeout: float | None,
                        series: int | None = None) -> SeriesStartV2 | None:
@@ -246,4 +270,4 @@ class DectrisConnection(BaseConnection):
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
         return (f"<DectrisConnection {state} api=http://{self.api_host}:{self.api_port} "
-                f"data=tcp://{self.data_host}:{self._stream_port} stream={self.stream}>")
+                f"data=tcp://{self.data_host}:{self.data_port} stream={self.stream}>")

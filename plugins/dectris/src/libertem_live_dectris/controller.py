@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from libertem_live.driver import (
     AcquisitionTimeoutError, FrameFormat, FrameStream, NavShapeError,
 )
@@ -32,8 +34,10 @@ class DectrisActiveController:
     image counts for the scan; ``count_time`` / ``frame_time`` (s),
     ``compression``, ``roi_mode``, ``roi_y_size``, ``roi_bit_depth``,
     ``mask_to_zero`` are written in the order a DCU needs;
-    ``enable_corrections`` applies the detector's pixel mask as excluded
-    pixels; ``enable_file_writing=False`` switches the DCU's file writer off.
+    ``enable_corrections`` applies the detector's pixel mask (read over
+    REST) as excluded pixels; in stream V2 the mask of the series' start
+    message is applied in any case, as in passive mode.
+    ``enable_file_writing=False`` switches the DCU's file writer off.
     """
 
     def __init__(self, trigger_mode: str | None = None, *, count_time: float | None = None,
@@ -53,6 +57,8 @@ class DectrisActiveController:
         self.enable_file_writing = enable_file_writing
         self.arm_timeout = arm_timeout
         self.series: int | None = None
+        self._format: FrameFormat | None = None
+        self._excluded: np.ndarray | None = None
 
     def _configure(self, conn: DectrisConnection) -> None:
         api = conn.get_api_client()
@@ -66,9 +72,11 @@ class DectrisActiveController:
     def frame_format(self, conn: DectrisConnection) -> FrameFormat:
         self._configure(conn)
         api = conn.get_api_client()
-        excluded = api.pixel_mask() != 0 if self.enable_corrections else None
-        fmt = conn.frame_format(api.series_config(), excluded=excluded)
+        self._excluded = api.pixel_mask() != 0 if self.enable_corrections else None
+        fmt = conn.frame_format(api.series_config(), excluded=self._excluded)
         fmt.metadata["settings"] = dict(self.settings, trigger_mode=self.trigger_mode)
+        # stream V2 announces its pixel mask only after the arm (see arm())
+        self._format = fmt
         return fmt
 
     def _set_counts(self, conn: DectrisConnection, nimages: int) -> None:
@@ -109,6 +117,9 @@ class DectrisActiveController:
                         f"the detector was armed (series {series}) but its stream V2 start "
                         f"message did not arrive on {conn.where} within {self.arm_timeout:g} s: "
                         "is the stream interface enabled, its format 'cbor' and the port right?")
+                if self._format is not None:
+                    # LiberTEM reads the corrections when the run starts, after the arm
+                    conn.apply_start_v2(self._format, start2, excluded=self._excluded)
                 return conn.start_series_v2(start2, nimages)
             start = conn.find_series(self.arm_timeout, series=series)
             if start is None:

@@ -20,7 +20,8 @@ def libertem_live_detectors() -> list[DetectorInfo]:
         simulator="libertem_live_dectris.sim.__main__:main",
         signature_of="libertem_live_dectris.connection:DectrisConnection",
         parameters={"api_host": "DCU host", "api_port": "REST port (80)",
-                    "data_host": "stream host", "data_port": "ZeroMQ port of stream V1 (9999)",
+                    "data_host": "stream host",
+                    "data_port": "ZeroMQ stream port (None: 9999 for stream V1, 31001 for V2)",
                     "timeout": "seconds without frames before an acquisition fails",
                     "api_timeout": "seconds a REST request may take",
                     "ring": "RingConfig of the shared-memory ring frames are received into",
@@ -31,6 +32,5 @@ def libertem_live_detectors() -> list[DetectorInfo]:
                     "huge": "accepted for upstream scripts, ignored",
                     "huge_pages": "upstream's name for huge; accepted, ignored",
                     "stream": "'legacy' (stream V1) or 'v2' (CBOR stream V2)",
-                    "stream_port": "ZeroMQ port of stream V2 (31001)",
                     "channel": "stream V2 image channel"},
     )]

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+DEFAULT_PORT = 9999  # where a DCU pushes stream V1
 DHEADER = "dheader-1.0"
 DIMAGE = "dimage-1.0"
 DIMAGE_D = "dimage_d-1.0"

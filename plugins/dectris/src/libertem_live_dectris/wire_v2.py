@@ -32,7 +32,7 @@ from libertem_live_dectris.decode_v2 import (
 )
 
 START, IMAGE, END = "start", "image", "end"
-DEFAULT_PORT = 31001
+DEFAULT_PORT = 31001  # where a DCU pushes stream V2 (its own port, next to V1's)
 DEFAULT_CHANNEL = "threshold_1"
 
 TAG_MULTIDIM = 40

@@ -12,6 +12,8 @@ import threading
 import time
 from typing import Sequence
 
+import zmq
+
 from libertem_live.driver import FaultKind
 
 from libertem_live_dectris.sim.faults import SUPPORTED_FAULTS
@@ -31,11 +33,14 @@ def parser(prog: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--path", help="replay this dump file instead of synthetic data")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on")
     p.add_argument("--port", type=int, default=8910, help="REST port (0 = any free)")
-    p.add_argument("--zmqport", type=int, default=None,
-                   help="ZeroMQ stream port (0 = any free; default 9999 for stream V1, 31001 for V2)")
+    p.add_argument("--zmqport", type=int, default=9999,
+                   help="ZeroMQ port of stream V1 (0 = any free)")
+    p.add_argument("--v2-port", type=int, default=31001,
+                   help="ZeroMQ port of stream V2 (0 = any free)")
     p.add_argument("--stream", default="legacy", choices=["legacy", "v2"],
-                   help="stream format: V1 (legacy JSON parts) or V2 (CBOR); switchable later "
-                        "with PUT stream/api/1.8.0/config/format (legacy / cbor)")
+                   help="initial stream format: V1 (legacy JSON parts, on --zmqport) or V2 "
+                        "(CBOR, on --v2-port); switchable later with PUT "
+                        "stream/api/1.8.0/config/format (legacy / cbor)")
     p.add_argument("--channels", nargs="+", default=["threshold_1"],
                    help="channel names of stream V2 images")
     p.add_argument("--frames", type=int, default=16384, help="images per series (synthetic)")
@@ -81,15 +86,20 @@ def run(args: argparse.Namespace, prog: str) -> int:
     try:
         sim = DectrisSim(
             path=args.path, port=args.port, verbose=True, host=args.host,
-            zmqport=args.zmqport if args.zmqport is not None else (31001 if args.stream == "v2" else 9999),
-            stream=args.stream, channels=tuple(args.channels),
+            zmqport=args.zmqport, v2_port=args.v2_port, stream=args.stream,
+            channels=tuple(args.channels),
             shape=tuple(args.shape), dtype=args.dtype, compression=args.compression,
             frames=args.frames, seed=args.seed, dwelltime=args.dwelltime, fault=args.fault,
             sample=args.sample, scan=tuple(args.scan) if args.scan else None)
     except ValueError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
-    sim.start()
+    try:
+        sim.start()
+    except (OSError, zmq.ZMQError) as e:
+        print(f"{prog}: error: cannot listen: {e}; pick free ports with --port, --zmqport, "
+              "--v2-port (0 = any free)", file=sys.stderr)
+        return 1
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())  # clean stop under service managers
     # Ctrl-C stops it, also when it was started as a background job (SIGINT ignored)

@@ -1,6 +1,8 @@
-"""DECTRIS DCU simulator: SIMPLON REST control plus a ZeroMQ stream, V1 (JSON
-parts) or V2 (CBOR; ``stream="v2"`` or PUT ``stream/api/1.8.0/config/format``
-``cbor``; the format is read at each arm, and both go out on ``zmqport``).
+"""DECTRIS DCU simulator: SIMPLON REST control plus the ZeroMQ streams, V1
+(JSON parts) on ``zmqport`` and V2 (CBOR) on ``v2_port``, each on its own
+PUSH socket as on a DCU.  Which one a series goes out on is the stream
+``format`` at its arm (``legacy`` or ``cbor``: ``stream="v2"``, or PUT
+``stream/api/1.8.0/config/format``); the other port stays silent.
 
 Why our own: upstream's simulator needs Flask plus a Rust extension and can
 only replay recordings. This one also synthesises series with known ground
@@ -17,7 +19,7 @@ Usage::
 
     with DectrisSim(shape=(96, 96), frames=1000) as sim:
         client = SimplonClient("127.0.0.1", sim.port)
-        ...  # connect PULL to tcp://127.0.0.1:{sim.zmqport}, arm, receive
+        ...  # connect PULL to tcp://127.0.0.1:{sim.zmqport} (V2: sim.v2_port), arm, receive
         sim.expected_sum()  # float64 (96, 96) sum over the series
 
 Run standalone: ``python -m libertem_live_dectris.sim --help``.
@@ -87,8 +89,9 @@ class DectrisSim:
     per series, configured as ``exte`` with ``ntrigger=frames``), ``seed``
     and ``pool_size`` distinct frames.
 
-    ``port``/``zmqport``: 0 picks free ports (read them back from ``.port`` and
-    ``.zmqport`` after ``start()``). ``dwelltime`` (us) paces images;
+    ``port``/``zmqport``/``v2_port`` (REST, stream V1, stream V2): 0 picks
+    free ports (read them back from ``.port``, ``.zmqport`` and ``.v2_port``
+    after ``start()``). ``dwelltime`` (us) paces images;
     ``send_timeout`` (s) is how long a send may wait for a receiver before the
     series is abandoned. ``header_multipart`` sends the global header as one
     multipart message instead of separate single-part messages (upstream).
@@ -97,7 +100,7 @@ class DectrisSim:
     synthetic frames then carry ``2**bits - 1`` at those pixels (0 when the
     ``mask_to_zero`` config is true), and ``frame``/``expected_sum`` include that.
     ``stream``: ``"legacy"`` (V1) or ``"v2"`` (CBOR), the initial stream
-    ``format``; ``channels``: the V2 image channels (channel ``j`` of image
+    ``format`` (series go out on ``zmqport`` or ``v2_port`` by it); ``channels``: the V2 image channels (channel ``j`` of image
     ``k`` shows pool frame ``k + j``, see :meth:`frame`); ``user_data``: the
     V2 start message's ``user_data``.
     ``sample``: what the synthetic frames show: ``"disk"`` (a bright-field
@@ -140,6 +143,7 @@ class DectrisSim:
         sample: str = "disk",
         scan: tuple[int, int] | None = None,
         stream: str = "legacy",
+        v2_port: int = 0,
         channels: Sequence[str] = ("threshold_1",),
         user_data: Any = None,
         num_mock_frames: int | None = None,
@@ -166,6 +170,10 @@ class DectrisSim:
         self.verbose = verbose
         self._want_port = int(port)
         self._want_zmqport = int(zmqport)
+        self._want_v2_port = int(v2_port)
+        if self._want_zmqport and self._want_zmqport == self._want_v2_port:
+            raise ValueError(f"zmqport and v2_port are both {self._want_zmqport}: streams V1 and "
+                             "V2 need a port each (0 picks a free one)")
         self.source: SyntheticSource | DumpSource
         if path is not None:
             self.source = DumpSource(path)
@@ -202,13 +210,15 @@ class DectrisSim:
         self._stop = threading.Event()
         self._listening = threading.Event()
         self._ctx: zmq.Context | None = None
-        self._sock: zmq.Socket | None = None
+        self._sock: zmq.Socket | None = None  # stream V1
+        self._sock_v2: zmq.Socket | None = None
         self._sock_closed = False
         self._http = None
         self._http_thread: threading.Thread | None = None
         self._sender: threading.Thread | None = None
         self.port = 0
         self.zmqport = 0
+        self.v2_port = 0
         self._app = SimplonApp(self)
         self._v2_cache: dict[tuple[int, str, bool], bytes] = {}
 
@@ -233,7 +243,8 @@ class DectrisSim:
         self._sender = threading.Thread(target=self._send_loop_guarded, name=f"dectris-sim-zmq-{self.zmqport}", daemon=True)
         self._sender.start()
         if self.verbose:
-            print(f"DectrisSim REST on http://{self.host}:{self.port}, stream on tcp://{self.host}:{self.zmqport}")
+            print(f"DectrisSim REST on http://{self.host}:{self.port}, stream V1 on "
+                  f"tcp://{self.host}:{self.zmqport}, stream V2 on tcp://{self.host}:{self.v2_port}")
             print("Waiting for arm")
         self._listening.set()
         return self
@@ -245,23 +256,30 @@ class DectrisSim:
             raise self._error
 
     def _bind(self) -> None:
+        """Bind both stream sockets; once bound, a port is kept (a restart
+        comes back on the same ports)."""
+        v1, self.zmqport = self._bind_push(self.zmqport or self._want_zmqport, "V1")
+        try:
+            v2, self.v2_port = self._bind_push(self.v2_port or self._want_v2_port, "V2")
+        except zmq.ZMQError:
+            v1.close(linger=0)
+            raise
+        self._sock, self._sock_v2 = v1, v2
+        self._sock_closed = False
+
+    def _bind_push(self, port: int, what: str) -> tuple[zmq.Socket, int]:
         assert self._ctx is not None
         sock = self._ctx.socket(zmq.PUSH)
         sock.setsockopt(zmq.SNDHWM, self.sndhwm)
         sock.setsockopt(zmq.LINGER, 0)
-        port = self.zmqport or self._want_zmqport
         try:
-            if port:
-                sock.bind(f"tcp://{self.host}:{port}")
-            else:
-                sock.bind(f"tcp://{self.host}:*")
-        except zmq.ZMQError:
+            sock.bind(f"tcp://{self.host}:{port or '*'}")
+        except zmq.ZMQError as e:
             sock.close()
-            raise
+            raise zmq.ZMQError(e.errno, f"stream {what} port tcp://{self.host}:{port}: "
+                                        f"{e.strerror}") from None
         endpoint = sock.getsockopt(zmq.LAST_ENDPOINT).decode()
-        self.zmqport = int(endpoint.rsplit(":", 1)[1])
-        self._sock = sock
-        self._sock_closed = False
+        return sock, int(endpoint.rsplit(":", 1)[1])
 
     def wait_for_listen(self, timeout: float = 10.0) -> None:
         """Block until both ports accept connections (raises TimeoutError)."""
@@ -290,9 +308,10 @@ class DectrisSim:
         self._listening.clear()
 
     def _close_zmq(self) -> None:
-        if self._sock is not None:
-            self._sock.close(linger=0)
-            self._sock = None
+        for sock in (self._sock, self._sock_v2):
+            if sock is not None:
+                sock.close(linger=0)
+        self._sock = self._sock_v2 = None
         if self._ctx is not None:
             self._ctx.term()
             self._ctx = None
@@ -471,9 +490,12 @@ class DectrisSim:
     # ------------------------------------------------------------ sending
 
     def _send(self, parts: Sequence[bytes], cur: _Series | None,
-              timeout: float | None = None) -> None:
-        """Send one (multipart) message; never blocks past send_timeout or stop()."""
-        sock = self._sock
+              timeout: float | None = None, *, v2: bool | None = None) -> None:
+        """Send one (multipart) message on the stream of ``cur`` (or of
+        ``v2``); never blocks past send_timeout or stop()."""
+        if v2 is None:
+            v2 = cur is not None and cur.v2
+        sock = self._sock_v2 if v2 else self._sock
         if sock is None:
             raise _Abort("socket closed")
         if self.data_filter is not None:
@@ -549,12 +571,12 @@ class DectrisSim:
         try:
             # after a disarm nobody may be listening any more: don't hold the detector
             self._send([end], None,
-                       timeout=1.0 if cur.abort else None)
+                       timeout=1.0 if cur.abort else None, v2=cur.v2)
         except (_Abort, TimeoutError):
             pass
 
     def _run_series(self, cur: _Series, plan: SeriesFaults) -> None:
-        if self._sock_closed or self._sock is None:
+        if self._sock_closed or self._sock is None or self._sock_v2 is None:
             with self.lock:
                 self._rebind()
         if not cur.stream_enabled:
@@ -705,16 +727,17 @@ class DectrisSim:
         return ep.blobs[k % len(ep.blobs)]
 
     def _drop_stream(self, linger_ms: int) -> None:
-        """Close the PUSH socket: every receiver's connection drops.  With
+        """Close both PUSH sockets: every receiver's connection drops.  With
         ``linger_ms``, what was sent still goes out first."""
         with self.lock:
-            if self._sock is not None:
-                self._sock.close(linger=linger_ms)
-            self._sock = None
+            for sock in (self._sock, self._sock_v2):
+                if sock is not None:
+                    sock.close(linger=linger_ms)
+            self._sock = self._sock_v2 = None
             self._sock_closed = True
 
     def _rebind(self, timeout: float = 5.0) -> None:
-        """Bind the stream port again (the old socket may hold it a moment)."""
+        """Bind the stream ports again (the old sockets may hold them a moment)."""
         deadline = time.monotonic() + timeout
         while True:
             try:
