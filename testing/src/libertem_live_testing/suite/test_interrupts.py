@@ -46,7 +46,8 @@ class Session:
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr, text=True,
             start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
         self.lines: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
@@ -104,6 +105,10 @@ class Session:
             except ProcessLookupError:
                 pass
         self.proc.wait(30)
+        # the pipe ends when the session's last process (workers too) is gone,
+        # a moment after the session itself: the reader ends then, before the
+        # test's thread check (one still reading means a process survived)
+        self._reader.join(10)
         self.stderr.close()
 
 
