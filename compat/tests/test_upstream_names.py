@@ -3,7 +3,9 @@ reach only partly here (see compat/deselected.py): the Merlin control client
 as upstream scripts use it, and the DECTRIS simulator's ``data_filter``."""
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, Iterator
 
 import numpy as np
 import pytest
@@ -12,6 +14,23 @@ from libertem.udf.sum import SumUDF
 from libertem_live.api import Hooks, LiveContext
 from libertem_live.detectors.merlin import MerlinBusyError, MerlinControl
 from libertem_live.detectors.merlin.control import MerlinControl as FromControlModule
+
+
+@contextmanager
+def _dectris(ctx: LiveContext, **sim_kw: Any) -> Iterator[tuple[Any, Any]]:
+    """A started DectrisSim (upstream's name) and a connection to it; both
+    closed afterwards."""
+    from libertem_live.detectors.dectris.sim import DectrisSim
+
+    sim = DectrisSim(**sim_kw)
+    sim.start()
+    try:
+        with ctx.make_connection("dectris").open(
+                api_host="127.0.0.1", api_port=sim.port,
+                data_host="127.0.0.1", data_port=sim.zmqport) as conn:
+            yield sim, conn
+    finally:
+        sim.stop()
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +89,6 @@ def test_hook_that_starts_the_merlin_itself_works_in_active_mode(ctx: LiveContex
 
 
 def test_dectris_data_filter_sees_every_part_and_can_drop_an_image(ctx: LiveContext) -> None:
-    from libertem_live.detectors.dectris.sim import DectrisSim
     from libertem_live.errors import FrameGapError
 
     seen: list[int] = []
@@ -80,20 +98,13 @@ def test_dectris_data_filter_sees_every_part_and_can_drop_an_image(ctx: LiveCont
         # parts 0-1: header and config; then 4 parts per image
         return None if 10 <= len(seen) - 1 <= 13 else part
 
-    sim = DectrisSim(frames=16, shape=(32, 32), data_filter=drop_third_image)
-    sim.start()
-    try:
-        with ctx.make_connection("dectris").open(
-                api_host="127.0.0.1", api_port=sim.port,
-                data_host="127.0.0.1", data_port=sim.zmqport) as conn:
-            aq = ctx.make_acquisition(conn=conn, nav_shape=(4, 4))
-            with pytest.raises(FrameGapError):
-                ctx.run_udf(dataset=aq, udf=SumUDF())
-            aq = ctx.make_acquisition(conn=conn, nav_shape=(4, 4))
-            res = ctx.run_udf(dataset=aq, udf=SumUDF())
-            assert np.array_equal(res["intensity"].data, sim.expected_sum())
-    finally:
-        sim.stop()
+    with _dectris(ctx, frames=16, shape=(32, 32), data_filter=drop_third_image) as (sim, conn):
+        aq = ctx.make_acquisition(conn=conn, nav_shape=(4, 4))
+        with pytest.raises(FrameGapError):
+            ctx.run_udf(dataset=aq, udf=SumUDF())
+        aq = ctx.make_acquisition(conn=conn, nav_shape=(4, 4))
+        res = ctx.run_udf(dataset=aq, udf=SumUDF())
+        assert np.array_equal(res["intensity"].data, sim.expected_sum())
     assert len(seen) >= 2 * (2 + 4 * 16)
 
 
@@ -104,22 +115,13 @@ def test_excluded_pixels_on_a_live_acquisition_match_offline(ctx: LiveContext) -
     import sparse
     from libertem.io.corrections import CorrectionSet
 
-    from libertem_live.detectors.dectris.sim import DectrisSim
-
     bad_y = (3, 17, 40, 0, 63, 20)
     bad_x = (5, 17, 2, 63, 0, 21)
-    sim = DectrisSim(frames=64, shape=(64, 64), pool_size=8)
-    sim.start()
-    try:
-        with ctx.make_connection("dectris").open(
-                api_host="127.0.0.1", api_port=sim.port,
-                data_host="127.0.0.1", data_port=sim.zmqport) as conn:
-            aq = ctx.make_acquisition(conn=conn, nav_shape=(8, 8))
-            corr = CorrectionSet(excluded_pixels=sparse.COO(
-                coords=np.stack((bad_y, bad_x)), data=1, shape=aq.shape.sig))
-            live = ctx.run_udf(dataset=aq, udf=SumUDF(), corrections=corr)["intensity"].data
-    finally:
-        sim.stop()
+    with _dectris(ctx, frames=64, shape=(64, 64), pool_size=8) as (sim, conn):
+        aq = ctx.make_acquisition(conn=conn, nav_shape=(8, 8))
+        corr = CorrectionSet(excluded_pixels=sparse.COO(
+            coords=np.stack((bad_y, bad_x)), data=1, shape=aq.shape.sig))
+        live = ctx.run_udf(dataset=aq, udf=SumUDF(), corrections=corr)["intensity"].data
     frames = np.stack([sim.frame(k) for k in range(64)]).reshape(8, 8, 64, 64)
     offline_ds = ctx.load("memory", data=frames)
     offline = ctx.run_udf(dataset=offline_ds, udf=SumUDF(), corrections=corr)["intensity"].data

@@ -17,7 +17,7 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 import math  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
-from typing import Any, Iterator  # noqa: E402
+from typing import Any, Callable  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -72,19 +72,8 @@ def warm(ctx: Any) -> None:
 
 
 @pytest.fixture
-def sim_for(no_leaks: None) -> Iterator[Any]:
-    made: list[DectrisSim] = []
-
-    def make(kind: FaultKind) -> DectrisSim:
-        sim = DectrisSim(frames=N, shape=SIG, pool_size=8, send_timeout=5.0, fault=kind)
-        made.append(sim)
-        sim.start()
-        sim.wait_for_listen()
-        return sim
-
-    yield make
-    for s in made:
-        s.stop()
+def sim_for(start_sim: Callable[..., DectrisSim]) -> Callable[[FaultKind], DectrisSim]:
+    return lambda kind: start_sim(frames=N, shape=SIG, pool_size=8, send_timeout=5.0, fault=kind)
 
 
 def _run(ctx: Any, conn: Any) -> tuple[Any, np.ndarray]:
