@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 from libertem.udf.sum import SumUDF
 
-from libertem_live.api import LiveContext
 from libertem_live.driver import (
     DecodeError, DuplicateFrameError, FrameGapError, MissingEndWarning, StreamTruncatedError,
     parse_fault,
@@ -20,11 +19,9 @@ from libertem_live.driver import (
 NAV = (6, 10)
 
 
-@pytest.fixture(scope="module")
-def ctx():
-    ctx = LiveContext()
-    yield ctx
-    ctx.close()
+@pytest.fixture(scope="session")
+def ctx(live_ctx):
+    return live_ctx
 
 
 @pytest.fixture(scope="module")

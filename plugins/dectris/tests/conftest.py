@@ -217,15 +217,10 @@ def no_leaks():
     assert not open_socks, f"{len(open_socks)} sockets left open: {sorted(open_socks)}"
 
 
-@pytest.fixture(scope="module")
-def ctx() -> Iterator[Any]:
-    """One LiveContext (two worker processes) per test module."""
-    from libertem_live.api import LiveContext
-    c = LiveContext()
-    try:
-        yield c
-    finally:
-        c.close()
+@pytest.fixture(scope="session")
+def ctx(live_ctx: Any) -> Any:
+    """The conformance kit's LiveContext, one for the whole session."""
+    return live_ctx
 
 
 @pytest.fixture(params=["compiled", "python"])

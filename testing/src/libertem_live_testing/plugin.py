@@ -65,10 +65,14 @@ def _features(item: pytest.Item) -> tuple[str, ...]:
 
 
 # --- fixtures ---------------------------------------------------------------------------
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def live_ctx(request: pytest.FixtureRequest) -> Iterator[Any]:
-    """A LiveContext, shared by the tests of one module: ``LiveContext()``
-    exactly as a user makes it (``--live-executor=inline`` for debugging)."""
+    """A LiveContext, shared by the whole test session: ``LiveContext()``
+    exactly as a user makes it (``--live-executor=inline`` for debugging).
+
+    One for the session, not one per module: starting the worker processes
+    costs seconds on a small machine, and a context must survive whatever a
+    test did to it (a failed run, a killed worker) anyway, as a user's does."""
     from libertem_live.api import LiveContext
     if request.config.getoption("--live-executor") == "inline":
         from libertem.executor.inline import InlineJobExecutor

@@ -14,6 +14,7 @@ import io
 import os
 import re
 import textwrap
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -81,6 +82,7 @@ def run(blocks: list[Block], namespace: dict[str, Any], *, source: str = "page",
     def execute(block: Block, check_output: bool) -> None:
         code = transform(block) if transform else block.code
         buf = io.StringIO()
+        t0 = time.perf_counter()
         try:
             with contextlib.redirect_stdout(buf):
                 exec(compile(code, f"{source}:{block.lineno}", "exec"), namespace)  # noqa: S102
@@ -95,7 +97,7 @@ def run(blocks: list[Block], namespace: dict[str, Any], *, source: str = "page",
                 raise PageFailure(
                     f"output of testcode at {source} line {block.lineno} differs:\n"
                     + checker.output_difference(doctest.Example("", want), got, flags))
-        log.append(f"{block.kind} line {block.lineno}: ran")
+        log.append(f"{block.kind} line {block.lineno}: ran in {time.perf_counter() - t0:.1f} s")
 
     for block in [b for b in blocks if b.kind == "testsetup"]:
         if _skipped(block, namespace):
