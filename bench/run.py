@@ -7,6 +7,9 @@ print a table and write ``bench/results/latest.json``.
     python bench/run.py merlin          # only the Merlin driver, end to end
     python bench/run.py record          # recording DECTRIS scans (not in the default set:
                                         # it writes GiBs under /tmp)
+    python bench/run.py cluster         # DECTRIS on a dask cluster of 1 and 2 worker
+                                        # processes vs. the local executor (not in the
+                                        # default set: starts clusters, minutes)
 """
 from __future__ import annotations
 
@@ -315,6 +318,15 @@ def main() -> None:
         rows += transport(a.frames, a.repeat)
     tpx3_rows = tpx3(a.repeat, dense=not a.no_dense) if "tpx3" in a.what else []
     record_rows = _run("record.py", "--repeat", str(a.repeat)) if "record" in a.what else []
+    cluster_rows = []
+    if "cluster" in a.what:
+        for shape, nav in ((512, ("64", "64")), (96, ("128", "128"))):
+            cluster_rows += _run("cluster.py", "--shape", str(shape), "--nav", *nav,
+                                 "--repeat", str(a.repeat))
+        for r in cluster_rows:
+            print(f"cluster {r['sig'][0]}x{r['sig'][1]} {r['config']:6} {r['fps_median']:>8} "
+                  f"frames/s ({r['fps_min']}-{r['fps_max']}) "
+                  f"{r['bytes_per_frame'] or '-'} B/frame ok={r['result_ok']}")
     for r in record_rows:
         print(f"record {r['label']:20} {r['impl']:9} {r['fps_median']:>8} frames/s "
               f"({r['fps_min']}-{r['fps_max']}) {r['file_MiB']:>7} MiB ok={r['result_ok']}")
@@ -332,8 +344,8 @@ def main() -> None:
               f"{r['result_ok']}")
     out = HERE / "results"
     out.mkdir(exist_ok=True)
-    (out / "latest.json").write_text(json.dumps(rows + driver_rows + tpx3_rows + record_rows,
-                                                indent=2))
+    (out / "latest.json").write_text(json.dumps(
+        rows + driver_rows + tpx3_rows + record_rows + cluster_rows, indent=2))
 
 
 if __name__ == "__main__":

@@ -118,8 +118,7 @@ class LivePartition(Partition):
                 fill = 0
                 continue
             spec, slot, lo, hi, first, sel, k = run
-            decode_into(self._frame_decoder, spec, slot, lo, hi, buf[fill:fill + k], first,
-                        select=sel)
+            self._decode_run(spec, slot, lo, hi, buf[fill:fill + k], first, sel)
             fill += k
 
     def _sparse_tiles(self, depth: int, tile_origin: int, select_all: np.ndarray | None,
@@ -147,8 +146,18 @@ class LivePartition(Partition):
                 parts, fill = [], 0
                 continue
             spec, slot, lo, hi, first, sel, k = run
-            parts.append(decode_csr_from(self._frame_decoder, spec, slot, lo, hi, first, sel))
+            parts.append(self._decode_csr_run(spec, slot, lo, hi, first, sel))
             fill += k
+
+    def _decode_run(self, spec: Any, slot: Any, lo: int, hi: int, out: np.ndarray,
+                    first: int, select: np.ndarray | None) -> None:
+        """Decode one run that :meth:`_walk` yielded into ``out``; a partition
+        whose frames travelled with it (a cluster worker's) reads them elsewhere."""
+        decode_into(self._frame_decoder, spec, slot, lo, hi, out, first, select=select)
+
+    def _decode_csr_run(self, spec: Any, slot: Any, lo: int, hi: int, first: int,
+                        select: np.ndarray | None) -> Any:
+        return decode_csr_from(self._frame_decoder, spec, slot, lo, hi, first, select)
 
     def _walk(self, depth: int, select_all: np.ndarray | None) -> Iterator[Any]:
         """The partition's frames as runs to decode, ``(ring, slot, lo, hi,

@@ -74,6 +74,10 @@ class LiveContext(ContextOverrides):
     streams data to workers.  ``executor=`` takes a LiberTEM executor object
     as with :class:`libertem.api.Context`, or a name: ``'pipelined'`` (the
     default) or ``'inline'`` (everything in this process, for debugging).
+    With LiberTEM's ``DaskJobExecutor`` (``DaskJobExecutor.connect(address)``)
+    live acquisitions run on the workers of a dask.distributed cluster: the
+    frames travel to them as the detector sent them (see
+    :mod:`libertem_live.cluster`).
 
     It makes this process and its workers keep freed heap memory for reuse
     (see :mod:`libertem_live.heap`; ``LIBERTEM_LIVE_KEEP_HEAP=0`` opts out).
@@ -85,6 +89,7 @@ class LiveContext(ContextOverrides):
         self._warmed: set[Any] = set()
         if isinstance(executor, str):
             executor = executor_named(executor)
+        executor = _for_live(executor)
         super().__init__(executor=executor, plot_class=plot_class)
         keep_freed_memory()
         self._set_up_workers()
@@ -248,6 +253,9 @@ class LiveContext(ContextOverrides):
         partial results too."""
         udfs = list(udf) if isinstance(udf, (list, tuple)) else [udf]
         run = _Run(dataset, udfs, roi)
+        check_ready = getattr(self.executor, "check_ready", None)
+        if check_ready is not None and run.live:
+            check_ready()  # a cluster that cannot run it: fail before arming the detector
         run.before()
         internal_iterate = not iterate and run.wants_partials
         try:
@@ -265,6 +273,21 @@ class LiveContext(ContextOverrides):
             return last.buffers if isinstance(udf, Iterable) else last.buffers[0]
         run.finish(None)
         return result
+
+
+def _for_live(executor: Any) -> Any:
+    """A LiberTEM ``DaskJobExecutor`` becomes our subclass (same client and
+    state) that can also run live acquisitions on the cluster's workers,
+    once its scheduler answered.  The check costs no import: without
+    ``libertem.executor.dask`` loaded, no executor can be one."""
+    import sys
+    dask_module = sys.modules.get("libertem.executor.dask")
+    if dask_module is None or not isinstance(executor, dask_module.DaskJobExecutor):
+        return executor
+    from libertem_live.cluster.executor import LiveDaskExecutor
+    from libertem_live.cluster.watch import identity
+    identity(executor.client)
+    return LiveDaskExecutor.adopt(executor)
 
 
 class _Run:
