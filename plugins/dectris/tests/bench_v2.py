@@ -5,7 +5,8 @@
 Passive mode against DectrisSim on 127.0.0.1 (bslz4, uint16, a pool of 64
 frames); the simulator runs in this process, so it shares the CPU with the
 receiver - the figures are end-to-end rates on this machine, not detector rates.
-Each row: best of 2 runs, wall time from arm to the UDF result.
+Each row: best of 2 runs, wall time from arm to the UDF result; ``receivers=2``
+is stream V2 through two sockets (the simulator deals the messages out in turn).
 """
 from __future__ import annotations
 
@@ -23,13 +24,14 @@ from libertem_live_dectris.client import SimplonClient  # noqa: E402
 from libertem_live_dectris.sim import DectrisSim  # noqa: E402
 
 
-def run(ctx: LiveContext, shape: tuple[int, int], n: int, stream: str) -> float:
+def run(ctx: LiveContext, shape: tuple[int, int], n: int, stream: str,
+        receivers: int = 1) -> float:
     best = 0.0
     with DectrisSim(frames=n, shape=shape, pool_size=64, stream=stream) as sim:
         port = sim.v2_port if stream == "v2" else sim.zmqport
         with ctx.make_connection("dectris").open(api_host="127.0.0.1", api_port=sim.port,
                                                  data_port=port, stream=stream,
-                                                 timeout=30) as conn:
+                                                 timeout=30, receivers=receivers) as conn:
             for _ in range(2):
                 t0 = time.perf_counter()
                 SimplonClient("127.0.0.1", sim.port).sendDetectorCommand("arm")
@@ -47,9 +49,9 @@ def main() -> None:
     n512 = int(sys.argv[2]) if len(sys.argv) > 2 else 8_000
     with LiveContext() as ctx:
         for shape, n in (((96, 96), n96), ((512, 512), n512)):
-            for stream in ("legacy", "v2"):
-                print(f"{shape[0]}x{shape[1]} {stream:6s} {n:7d} frames: "
-                      f"{run(ctx, shape, n, stream):10,.0f} frames/s", flush=True)
+            for stream, receivers in (("legacy", 1), ("v2", 1), ("v2", 2)):
+                print(f"{shape[0]}x{shape[1]} {stream:6s} receivers={receivers} {n:7d} frames: "
+                      f"{run(ctx, shape, n, stream, receivers):10,.0f} frames/s", flush=True)
 
 
 if __name__ == "__main__":

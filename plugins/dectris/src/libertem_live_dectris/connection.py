@@ -27,6 +27,7 @@ from libertem_live_dectris.wire import (
     DEFAULT_PORT as V1_PORT, MessageError, SeriesConfig, SeriesStart, encoding_for,
 )
 from libertem_live_dectris.decode_v2 import DectrisV2Decoder
+from libertem_live_dectris.receiver_fanin import DectrisV2FanInFraming, find_series_fanin
 from libertem_live_dectris.receiver_v2 import DectrisV2Framing, find_series_v2, series_info
 from libertem_live_dectris.wire_v2 import DEFAULT_CHANNEL, DEFAULT_PORT as V2_PORT, SeriesStartV2
 
@@ -67,7 +68,9 @@ class DectrisConnection(BaseConnection):
     ``stream="v2"`` receives the DECTRIS stream V2 (CBOR, ``format`` = ``cbor``
     in the stream configuration) instead of stream V1 (``legacy``);
     ``channel`` picks the image channel (``threshold_1``, ``threshold_2``,
-    ``difference``, ...)."""
+    ``difference``, ...).  ``receivers=N`` (stream V2) opens N sockets on the
+    stream: the DCU deals its messages out to them in turn, and the images
+    are put back in order before they reach the ring."""
 
     detector_name = "dectris"
 
@@ -78,11 +81,16 @@ class DectrisConnection(BaseConnection):
                  buffer_size: float | None = None, bytes_per_frame: int | None = None,
                  frame_stack_size: int | None = None, huge: bool = False,
                  stream: str = "legacy",
-                 channel: str = DEFAULT_CHANNEL, huge_pages: bool | None = None):
+                 channel: str = DEFAULT_CHANNEL, huge_pages: bool | None = None,
+                 receivers: int = 1):
         if stream not in ("legacy", "v1", "v2"):
             raise ValueError(f"stream must be 'legacy' (stream V1, the default) or 'v2' (the "
                              f"CBOR stream), got {stream!r}")
         self.stream = "v2" if stream == "v2" else "legacy"
+        if int(receivers) < 1 or (int(receivers) > 1 and self.stream != "v2"):
+            raise ValueError(f"receivers={receivers!r}: several receivers need stream='v2' "
+                             "(stream V1 sends an image as several messages); use 1 or more")
+        self.receivers = int(receivers)
         if data_port is None:
             data_port = V2_PORT if self.stream == "v2" else V1_PORT
         self.channel = channel
@@ -93,6 +101,8 @@ class DectrisConnection(BaseConnection):
         self._api: SimplonClient | None = None
         self._ctx: zmq.Context | None = None
         self._sock: zmq.Socket | None = None
+        self._more_socks: list[zmq.Socket] = []
+        self._early: list[bytes] = []
         self._peer: PeerWatch | None = None
         super().__init__(timeout=timeout, ring=ring, buffer_size=buffer_size)
         self.open()
@@ -119,11 +129,18 @@ class DectrisConnection(BaseConnection):
         self._sock = zmq_pull_socket(self._ctx, f"tcp://{self.data_host}:{self.data_port}",
                                      rcvhwm=self.rcvhwm)
         self._peer = PeerWatch(self._sock)
+        self._more_socks = [
+            zmq_pull_socket(self._ctx, f"tcp://{self.data_host}:{self.data_port}",
+                            rcvhwm=self.rcvhwm)
+            for _ in range(self.receivers - 1)]
 
     def _disconnect(self) -> None:
         if self._peer is not None:
             self._peer.close(self._sock)
             self._peer = None
+        for sock in self._more_socks:
+            sock.close(linger=0)
+        self._more_socks = []
         if self._sock is not None:
             self._sock.close(linger=0)
             self._sock = None
@@ -241,13 +258,27 @@ class DectrisConnection(BaseConnection):
                        series: int | None = None) -> SeriesStartV2 | None:
         self.check_idle()
         assert self._sock is not None
+        if self._more_socks:
+            found = find_series_fanin([self._sock, *self._more_socks], timeout, series,
+                                      self.where)
+            if found is None:
+                return None
+            start, self._early = found
+            return start
         return find_series_v2(self._sock, timeout, series, self.where)
 
     def start_series_v2(self, start: SeriesStartV2, nimages: int) -> FrameStream:
         self.check_idle()
         assert self._sock is not None
-        framing = DectrisV2Framing(self._sock, start, nimages, self.where, self.channel,
-                                   peer=self._peer)
+        framing: DectrisV2Framing | DectrisV2FanInFraming
+        if self._more_socks:
+            early, self._early = self._early, []
+            framing = DectrisV2FanInFraming([self._sock, *self._more_socks], start, nimages,
+                                            self.where, self.channel, early=early,
+                                            peer=self._peer)
+        else:
+            framing = DectrisV2Framing(self._sock, start, nimages, self.where, self.channel,
+                                       peer=self._peer)
         return self.start_stream(nimages, framing, name=f"libertem-live-dectris-{start.series}",
                                  info=series_info(start, self.channel))
 

@@ -109,7 +109,7 @@ class DectrisV2Framing:
                             f"{self.series} from {where}: another acquisition is sending on this "
                             "stream. Stop it, then start the acquisition again")
                     if image_id != frame:
-                        raise self._order(frame, image_id)
+                        raise order_error(self.series, where, frame, image_id)
                     if frame >= self.nimages:
                         raise DuplicateFrameError(
                             f"image {image_id} of series {self.series} from {where} is beyond the "
@@ -132,18 +132,6 @@ class DectrisV2Framing:
         finally:
             self.frame = frame
 
-    def _order(self, frame: int, image_id: int) -> Exception:
-        if image_id < frame:
-            return DuplicateFrameError(
-                f"image {image_id} of series {self.series} from {self.where} arrived again after "
-                f"image {frame - 1} (duplicate or out of order); the scan cannot be assembled "
-                "safely. Check that only one detector sends to this port")
-        n = image_id - frame
-        return FrameGapError(
-            f"image id gap in series {self.series} from {self.where}: expected image {frame}, "
-            f"got {image_id} ({n} image{'s' if n != 1 else ''} missing). The detector dropped "
-            "images or the network lost them; lower the frame rate or check the link")
-
     def _more_soon(self, out: RingWriter, started: float, stored: bool) -> bool:
         if stored or out.pending:
             return (time.monotonic() - started < FLUSH_LATENCY_S
@@ -155,10 +143,24 @@ class DectrisV2Framing:
         return False
 
 
+def order_error(series: int, where: str, frame: int, image_id: int) -> Exception:
+    """The error for image ``image_id`` arriving when ``frame`` was next."""
+    if image_id < frame:
+        return DuplicateFrameError(
+            f"image {image_id} of series {series} from {where} arrived again after "
+            f"image {frame - 1} (duplicate or out of order); the scan cannot be assembled "
+            "safely. Check that only one detector sends to this port")
+    n = image_id - frame
+    return FrameGapError(
+        f"image id gap in series {series} from {where}: expected image {frame}, "
+        f"got {image_id} ({n} image{'s' if n != 1 else ''} missing). The detector dropped "
+        "images or the network lost them; lower the frame rate or check the link")
+
+
 def series_info(start: SeriesStartV2, channel: str) -> dict[str, Any]:
     """What a run's record keeps of the ``start`` message."""
     return {"stream": "v2", "series": start.series, "channel": channel,
             "channels": list(start.channels), **start.metadata}
 
 
-__all__ = ["DectrisV2Framing", "find_series_v2", "series_info"]
+__all__ = ["DectrisV2Framing", "find_series_v2", "order_error", "series_info"]

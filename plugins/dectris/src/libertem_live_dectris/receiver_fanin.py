@@ -1,0 +1,197 @@
+"""Several PULL sockets on one stream V2: the DCU's PUSH socket hands each
+message to one connected receiver after the other, so with N sockets each
+gets about every N-th message, the ``start`` and ``end`` messages included.
+
+The images are put back in image-id order before they reach the ring (the
+core's receive loop wants each frame under its own index, in order): an
+image that arrives early waits in a bounded reorder window.  Images that
+one socket delivered before another delivered the series' ``start`` are
+kept and replayed once the start is known.  The ``end`` message can arrive
+before the last images (it travels on another socket), so the series ends
+when every image is in, or when the end was seen and no socket has more.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+
+import zmq
+
+from libertem_live.driver import (
+    FLUSH_LATENCY_S, DuplicateFrameError, FrameOrderError, PeerClosed,
+    RingWriter,
+)
+
+from libertem_live_dectris.receiver import PeerWatch
+from libertem_live_dectris.receiver_v2 import order_error
+from libertem_live_dectris.wire_v2 import (
+    END, IMAGE, START, SeriesStartV2, V2FormatError, image_payload, loads, message_type,
+    parse_start,
+)
+
+POLL_MS = 100
+#: Images that may wait for an earlier one; a gap this wide is a lost image.
+REORDER_WINDOW = 4096
+#: Messages kept that came before the series' ``start`` on another socket.
+EARLY_LIMIT = 4096
+
+
+def find_series_fanin(socks: Sequence[zmq.Socket], timeout: float | None,
+                      series: int | None = None, where: str = "the detector",
+                      ) -> tuple[SeriesStartV2, list[bytes]] | None:
+    """Wait for a ``start`` message on any of ``socks``; returns it with the
+    messages of that series that came before it on the other sockets."""
+    poller = zmq.Poller()
+    for s in socks:
+        poller.register(s, zmq.POLLIN)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    early: list[bytes] = []
+    discarded = 0
+    while True:
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        ready = poller.poll(POLL_MS if left is None else min(POLL_MS, int(left * 1000)))
+        if not ready:
+            if left is not None and left <= 0:
+                return None
+            continue
+        for sock, _ in ready:
+            buf = sock.recv(zmq.NOBLOCK, copy=True)
+            try:
+                msg = loads(buf)
+            except ValueError:
+                discarded += 1
+                continue
+            if message_type(msg) != START:
+                if message_type(msg) == IMAGE and len(early) < EARLY_LIMIT:
+                    early.append(buf)
+                else:
+                    discarded += 1
+                continue
+            try:
+                start = parse_start(msg)
+            except ValueError as e:
+                raise V2FormatError(
+                    f"a stream V2 start message from {where} is unusable: {e}") from None
+            if series is not None and start.series != series:
+                discarded += 1
+                continue
+            mine = [b for b in early if loads(b).get("series_id") == start.series]
+            start.discarded = discarded + len(early) - len(mine)
+            return start, mine
+
+
+class DectrisV2FanInFraming:
+    """The images of one stream V2 series from several sockets, in order."""
+
+    def __init__(self, socks: Sequence[zmq.Socket], start: SeriesStartV2, nimages: int,
+                 where: str, channel: str, *, early: Sequence[bytes] = (),
+                 peer: PeerWatch | None = None):
+        self.socks = list(socks)
+        self.poller = zmq.Poller()
+        for s in self.socks:
+            self.poller.register(s, zmq.POLLIN)
+        self.start = start
+        self.series = start.series
+        self.nimages = nimages
+        self.where = where
+        self.channel = channel
+        self.peer = peer
+        self.frame = 0
+        self.got_end = False
+        self.discarded = 0
+        self.waiting: dict[int, tuple[bytes, int]] = {}
+        self._early = list(early)
+        if peer is not None:
+            peer.update()
+
+    def receive(self, out: RingWriter, stop: threading.Event) -> bool:
+        for buf in self._early:
+            self._take(buf, out)
+        self._early = []
+        started = time.monotonic()
+        took = False
+        while True:
+            if self.frame >= self.nimages and self.got_end:
+                return False
+            wait = 1 if (took or out.pending) else POLL_MS
+            ready = self.poller.poll(wait)
+            if not ready:
+                if self.got_end:
+                    self._flush_waiting(out)
+                    return False
+                if not took and self.peer is not None and self.peer.update():
+                    raise PeerClosed(f"series {self.series}: the stream connection dropped")
+                return True
+            for sock, _ in ready:
+                for _ in range(64):
+                    try:
+                        buf = sock.recv(zmq.NOBLOCK, copy=True)
+                    except zmq.Again:
+                        break
+                    self._take(buf, out)
+                    took = True
+            if time.monotonic() - started > FLUSH_LATENCY_S:
+                return True
+
+    def _take(self, buf: bytes, out: RingWriter) -> None:
+        try:
+            msg = loads(buf)
+        except ValueError as e:
+            raise V2FormatError(
+                f"series {self.series} from {self.where}: a message received after image "
+                f"{self.frame - 1} is not valid CBOR: {e}") from None
+        kind = message_type(msg)
+        if kind == IMAGE:
+            series, image_id, payload, form = image_payload(
+                msg, self.channel, self.start.shape, self.start.dtype, self.where)
+            if series != self.series:
+                raise FrameOrderError(
+                    f"received image {image_id} of series {series} while receiving series "
+                    f"{self.series} from {self.where}: another acquisition is sending on this "
+                    "stream. Stop it, then start the acquisition again")
+            self._place(image_id, payload, form, out)
+        elif kind == END:
+            if msg.get("series_id") == self.series:
+                self.got_end = True
+            else:
+                self.discarded += 1
+        elif kind == START:
+            raise FrameOrderError(
+                f"a new series' start message arrived while series {self.series} from "
+                f"{self.where} had sent only {self.frame} of {self.nimages} images: the "
+                "detector was re-armed")
+        else:
+            self.discarded += 1
+
+    def _place(self, image_id: int, payload: bytes, form: int, out: RingWriter) -> None:
+        if image_id >= self.nimages:
+            raise DuplicateFrameError(
+                f"image {image_id} of series {self.series} from {self.where} is beyond the "
+                f"{self.nimages} images of the series")
+        if image_id < self.frame or image_id in self.waiting:
+            raise order_error(self.series, self.where, self.frame, image_id)
+        if image_id > self.frame:
+            if len(self.waiting) >= REORDER_WINDOW:
+                self._flush_waiting(out)  # the core books the gap and raises
+            self.waiting[image_id] = (payload, form)
+            return
+        out.put(image_id, payload, form)
+        self.frame += 1
+        waiting = self.waiting
+        while self.frame in waiting:
+            p, f = waiting.pop(self.frame)
+            out.put(self.frame, p, f)
+            self.frame += 1
+
+    def _flush_waiting(self, out: RingWriter) -> None:
+        """Hand the waiting images to the ring as they are: an earlier image
+        never came, and the core's receive loop books the gap and fails the
+        run with a FrameGapError naming it."""
+        for image_id in sorted(self.waiting):
+            payload, form = self.waiting.pop(image_id)
+            out.put(image_id, payload, form)
+            self.frame = image_id + 1
+
+
+__all__ = ["DectrisV2FanInFraming", "find_series_fanin"]
