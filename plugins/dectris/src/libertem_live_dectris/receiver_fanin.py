@@ -23,11 +23,12 @@ from libertem_live.driver import (
     RingWriter,
 )
 
+from libertem_live_dectris.cbor_scan import ImageScanner
 from libertem_live_dectris.receiver import PeerWatch
 from libertem_live_dectris.receiver_v2 import order_error
 from libertem_live_dectris.wire_v2 import (
-    END, IMAGE, START, SeriesStartV2, V2FormatError, image_payload, loads, message_type,
-    parse_start,
+    END, IMAGE, START, TYPED_ARRAY_TAGS, SeriesStartV2, V2FormatError, image_payload, loads,
+    message_type, parse_start,
 )
 
 POLL_MS = 100
@@ -102,6 +103,7 @@ class DectrisV2FanInFraming:
         self.discarded = 0
         self.waiting: dict[int, tuple[bytes, int]] = {}
         self._early = list(early)
+        self.scanner = ImageScanner(channel, start.shape, start.dtype, TYPED_ARRAY_TAGS)
         if peer is not None:
             peer.update()
 
@@ -135,6 +137,10 @@ class DectrisV2FanInFraming:
                 return True
 
     def _take(self, buf: bytes, out: RingWriter) -> None:
+        found = self.scanner.payload(buf)
+        if found is not None and found[0] == self.series:
+            self._place(found[1], found[2], found[3], out)
+            return
         try:
             msg = loads(buf)
         except ValueError as e:
