@@ -15,20 +15,18 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import zmq
 
 from libertem_live.driver import (
-    FLUSH_LATENCY_S, DuplicateFrameError, FrameOrderError, PeerClosed,
-    RingWriter,
+    FLUSH_LATENCY_S, DuplicateFrameError, PeerClosed, RingWriter,
 )
 
-from libertem_live_dectris.cbor_scan import ImageScanner
 from libertem_live_dectris.receiver import PeerWatch
-from libertem_live_dectris.receiver_v2 import order_error
+from libertem_live_dectris.receiver_v2 import DectrisV2Framing, order_error
 from libertem_live_dectris.wire_v2 import (
-    END, IMAGE, START, TYPED_ARRAY_TAGS, SeriesStartV2, V2FormatError, image_payload, loads,
-    message_type, parse_start,
+    IMAGE, START, SeriesStartV2, V2FormatError, loads, message_type, parse_start,
 )
 
 POLL_MS = 100
@@ -82,30 +80,19 @@ def find_series_fanin(socks: Sequence[zmq.Socket], timeout: float | None,
             return start, mine
 
 
-class DectrisV2FanInFraming:
+class DectrisV2FanInFraming(DectrisV2Framing):
     """The images of one stream V2 series from several sockets, in order."""
 
     def __init__(self, socks: Sequence[zmq.Socket], start: SeriesStartV2, nimages: int,
                  where: str, channel: str, *, early: Sequence[bytes] = (),
                  peer: PeerWatch | None = None):
+        super().__init__(socks[0], start, nimages, where, channel, peer=peer)
         self.socks = list(socks)
         self.poller = zmq.Poller()
         for s in self.socks:
             self.poller.register(s, zmq.POLLIN)
-        self.start = start
-        self.series = start.series
-        self.nimages = nimages
-        self.where = where
-        self.channel = channel
-        self.peer = peer
-        self.frame = 0
-        self.got_end = False
-        self.discarded = 0
-        self.waiting: dict[int, tuple[bytes, int]] = {}
+        self.waiting: dict[int, tuple[Any, int]] = {}
         self._early = list(early)
-        self.scanner = ImageScanner(channel, start.shape, start.dtype, TYPED_ARRAY_TAGS)
-        if peer is not None:
-            peer.update()
 
     def receive(self, out: RingWriter, stop: threading.Event) -> bool:
         for buf in self._early:
@@ -141,34 +128,9 @@ class DectrisV2FanInFraming:
         if found is not None and found[0] == self.series:
             self._place(found[1], found[2], found[3], out)
             return
-        try:
-            msg = loads(buf)
-        except ValueError as e:
-            raise V2FormatError(
-                f"series {self.series} from {self.where}: a message received after image "
-                f"{self.frame - 1} is not valid CBOR: {e}") from None
-        kind = message_type(msg)
-        if kind == IMAGE:
-            series, image_id, payload, form = image_payload(
-                msg, self.channel, self.start.shape, self.start.dtype, self.where)
-            if series != self.series:
-                raise FrameOrderError(
-                    f"received image {image_id} of series {series} while receiving series "
-                    f"{self.series} from {self.where}: another acquisition is sending on this "
-                    "stream. Stop it, then start the acquisition again")
-            self._place(image_id, payload, form, out)
-        elif kind == END:
-            if msg.get("series_id") == self.series:
-                self.got_end = True
-            else:
-                self.discarded += 1
-        elif kind == START:
-            raise FrameOrderError(
-                f"a new series' start message arrived while series {self.series} from "
-                f"{self.where} had sent only {self.frame} of {self.nimages} images: the "
-                "detector was re-armed")
-        else:
-            self.discarded += 1
+        image = self._message(buf, self.frame)
+        if image is not None:
+            self._place(*image, out)
 
     def _place(self, image_id: int, payload: bytes, form: int, out: RingWriter) -> None:
         if image_id >= self.nimages:

@@ -87,7 +87,6 @@ class DectrisV2Framing:
         noblock = zmq.NOBLOCK
         put = out.put
         fast = self.scanner.payload
-        shape, dtype, channel, where = self.start.shape, self.start.dtype, self.channel, self.where
         frame = first = self.frame
         last = min(self.nimages, frame + BATCH)
         started = time.monotonic()
@@ -106,43 +105,57 @@ class DectrisV2Framing:
                         put(frame, payload, form)
                         frame += 1
                         continue
-                try:
-                    msg = loads(buf)
-                except ValueError as e:
-                    raise V2FormatError(
-                        f"series {self.series} from {where}: the message after image "
-                        f"{frame - 1} (expected image {frame}) is not valid CBOR: {e}") from None
-                kind = message_type(msg)
-                if kind == IMAGE:
-                    series, image_id, payload, form = image_payload(msg, channel, shape, dtype, where)
-                    if series != self.series:
-                        raise FrameOrderError(
-                            f"received image {image_id} of series {series} while receiving series "
-                            f"{self.series} from {where}: another acquisition is sending on this "
-                            "stream. Stop it, then start the acquisition again")
-                    if image_id != frame:
-                        raise order_error(self.series, where, frame, image_id)
-                    if frame >= self.nimages:
-                        raise DuplicateFrameError(
-                            f"image {image_id} of series {self.series} from {where} is beyond the "
-                            f"{self.nimages} images of the series")
-                    put(frame, payload, form)
-                    frame += 1
-                elif kind == END:
-                    if msg.get("series_id") == self.series:
-                        self.got_end = True
+                image = self._message(buf, frame)
+                if image is None:
+                    if self.got_end:
                         return False
-                    self.discarded += 1
-                elif kind == START:
-                    raise FrameOrderError(
-                        f"a new series' start message arrived while series {self.series} from "
-                        f"{where} had sent only {frame} of {self.nimages} images: the detector "
-                        "was re-armed")
-                else:
-                    self.discarded += 1
+                    continue
+                image_id, payload, form = image
+                if image_id != frame:
+                    raise order_error(self.series, self.where, frame, image_id)
+                if frame >= self.nimages:
+                    raise DuplicateFrameError(
+                        f"image {image_id} of series {self.series} from {self.where} is beyond "
+                        f"the {self.nimages} images of the series")
+                put(frame, payload, form)
+                frame += 1
             return True
         finally:
             self.frame = frame
+
+    def _message(self, buf: bytes, frame: int) -> tuple[int, Any, int] | None:
+        """A message the fast path did not take, decoded with cbor2: an image
+        of this series as ``(image_id, payload, form)``; None for this
+        series' end (``got_end`` set) or a message to skip (counted); an
+        error naming the image for everything else.  ``frame``: the next
+        image expected, for the messages."""
+        where = self.where
+        try:
+            msg = loads(buf)
+        except ValueError as e:
+            raise V2FormatError(
+                f"series {self.series} from {where}: the message after image "
+                f"{frame - 1} (expected image {frame}) is not valid CBOR: {e}") from None
+        kind = message_type(msg)
+        if kind == IMAGE:
+            series, image_id, payload, form = image_payload(
+                msg, self.channel, self.start.shape, self.start.dtype, where)
+            if series != self.series:
+                raise FrameOrderError(
+                    f"received image {image_id} of series {series} while receiving series "
+                    f"{self.series} from {where}: another acquisition is sending on this "
+                    "stream. Stop it, then start the acquisition again")
+            return image_id, payload, form
+        if kind == END and msg.get("series_id") == self.series:
+            self.got_end = True
+            return None
+        if kind == START:
+            raise FrameOrderError(
+                f"a new series' start message arrived while series {self.series} from "
+                f"{where} had sent only {frame} of {self.nimages} images: the detector "
+                "was re-armed")
+        self.discarded += 1
+        return None
 
     def _more_soon(self, out: RingWriter, started: float, stored: bool) -> bool:
         if stored or out.pending:
