@@ -76,7 +76,7 @@ for _name in PLUGINS:
 DASHBOARD = str(ROOT / "plugins" / "dashboard")
 
 
-@nox.session
+@nox.session(tags=["tests"])
 def test_dashboard(session: nox.Session) -> None:
     """The browser dashboard: server and hooks over real sockets, and the page in a real
     headless Chromium (Debian's package, installed here when missing and possible;
@@ -84,9 +84,19 @@ def test_dashboard(session: nox.Session) -> None:
     import shutil
     session.install("-e", CORE, "-e", TESTING, "-e", PLUGINS["dectris"], "-e", DASHBOARD,
                     "pytest", "selenium")
-    if shutil.which("chromium") is None and shutil.which("apt-get") and os.geteuid() == 0:
-        session.run("apt-get", "install", "-y", "-q", "chromium", "chromium-driver",
-                    external=True, success_codes=[0, 100])
+
+    def missing() -> bool:
+        return not (shutil.which("chromium") or shutil.which("chromium-browser")) \
+            or not shutil.which("chromedriver")
+    if missing() and shutil.which("apt-get") and os.geteuid() == 0:
+        install = ["apt-get", "install", "-y", "-q", "chromium", "chromium-driver"]
+        session.run(*install, external=True, success_codes=[0, 100])
+        if missing():  # no package lists yet (a fresh container)
+            session.run("apt-get", "update", "-q", external=True, success_codes=[0, 100])
+            session.run(*install, external=True, success_codes=[0, 100])
+    if missing():
+        session.log("no chromium/chromedriver here and none could be installed: "
+                    "the browser tests skip")
     session.run("pytest", "-q", str(Path(DASHBOARD) / "tests"), *session.posargs, env=_env())
 
 
@@ -185,8 +195,17 @@ def _install_all(session: nox.Session) -> None:
 def demo(session: nox.Session) -> None:
     """The main job: a live acquisition from a simulator, with a picture of the result."""
     _install_all(session)
+    session.install("-e", DASHBOARD)
     out = session.posargs or [str(ROOT / "out" / "demo.png")]
     session.run("python", str(ROOT / "examples" / "live_demo.py"), "--out", *out, env=_env())
+    bin_dir = os.path.relpath(session.bin, ROOT)
+    print("\nThe same simulator live in the browser: run these two in two terminals, then open "
+          "http://127.0.0.1:8050/\n"
+          f"  {bin_dir}/libertem-live sim dectris --sample specimen --scan 96 96 --frames 9216 "
+          "--shape 128 128 --dwelltime 500\n"
+          f"  {bin_dir}/libertem-live-dashboard --detector dectris --api-host 127.0.0.1 "
+          "--api-port 8910 --data-host 127.0.0.1 --mode active --scan continuous "
+          "--nav-shape 96,96 --controller-param trigger_mode=exte", flush=True)
 
 
 @nox.session

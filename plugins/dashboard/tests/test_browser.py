@@ -19,14 +19,20 @@ from conftest import SIG, Live
 SHOTS = os.environ.get("DASHBOARD_SCREENSHOTS")
 
 
-def wait_for(cond, timeout: float = 60.0, what: str = "condition"):
+def wait_for(cond, timeout: float = 60.0, what: str = "condition", last=None):
+    """``cond()``'s first true value, polled until ``timeout`` (generous: a
+    loaded 2-core CI machine runs Chromium, the acquisition and the server at
+    once); on timeout the message says what was awaited and, with ``last``,
+    the state seen last."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while True:
         value = cond()
         if value:
             return value
+        if time.monotonic() > deadline:
+            seen = f"; last seen: {last()}" if last is not None else ""
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}{seen}")
         time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def canvas_stats(driver, name: str) -> dict:
@@ -67,8 +73,21 @@ def browser():
 
 def open_page(driver, live: Live) -> None:
     driver.get(f"http://127.0.0.1:{live.port}/")
-    wait_for(lambda: driver.execute_script("return window.__dash && window.__dash.drawn") > 3,
-             what="the page to draw updates")
+    # the page's script may not have run yet when get() returns on a loaded machine
+    drawn = "return window.__dash ? window.__dash.drawn : -1"
+    wait_for(lambda: driver.execute_script(drawn) > 3, what="the page to draw updates",
+             last=lambda: driver.execute_script("return [document.readyState, " + drawn[7:] + "]"))
+
+
+def _blank_panels(d) -> dict[str, dict]:
+    """The panels that do not show an image yet (a scan that just began
+    shows few scanned positions: the page is looked at until all show one)."""
+    out = {}
+    for name in ("sum", "bf", "adf", "com_mag", "com_angle"):
+        st = canvas_stats(d, name)
+        if not (st["n"] > 0 and st["var"] > 10 and st["distinct"] > 20):
+            out[name] = st
+    return out
 
 
 def test_page_loads_and_images_update(browser, live: Live) -> None:
@@ -77,10 +96,13 @@ def test_page_loads_and_images_update(browser, live: Live) -> None:
     first = d.execute_script("return window.__dash.version")
     wait_for(lambda: d.execute_script("return window.__dash.version") > first + 10,
              what="more updates")
-    for name in ("sum", "bf", "adf", "com_mag", "com_angle"):
-        st = canvas_stats(d, name)
-        assert st["n"] > 0 and st["var"] > 10 and st["distinct"] > 20, f"{name} is blank: {st}"
-    assert d.find_element("id", "fps").text != "0"
+    wait_for(lambda: not _blank_panels(d) and d.find_element("id", "fps").text != "0",
+             what="every panel to show an image and frames/s above 0",
+             last=lambda: (_blank_panels(d), d.find_element("id", "fps").text))
+    from selenium.webdriver.common.action_chains import ActionChains
+    ActionChains(d).move_to_element_with_offset(d.find_element("id", "c-bf"), 20, -30).perform()
+    wait_for(lambda: canvas_stats(d, "frame")["n"] > 0 and canvas_stats(d, "frame")["var"] > 10,
+             what="the frame under the pointer", last=lambda: canvas_stats(d, "frame"))
     png = shot(d, "dashboard")
     assert png_distinct_bytes(png) > 100, "the screenshot is not blank"
 
@@ -96,18 +118,31 @@ def test_dragging_the_bright_field_region_changes_the_virtual_image(browser, liv
     w, h = canvas.size["width"], canvas.size["height"]
     cy, cx = (SIG[0] - 1) / 2, (SIG[1] - 1) / 2
     ty, tx = 8, 56
+    steps = 8
+    step_x, step_y = int((tx - cx) / SIG[1] * w / steps), int((ty - cy) / SIG[0] * h / steps)
     chain = ActionChains(d)
     chain.move_to_element_with_offset(canvas, 0, 0).click_and_hold()
-    steps = 8
     for _ in range(steps):
-        chain.move_by_offset(int((tx - cx) / SIG[1] * w / steps), int((ty - cy) / SIG[0] * h / steps))
+        chain.move_by_offset(step_x, step_y)
     chain.release().perform()
-    bf = wait_for(lambda: state.regions and state.regions["bf"], what="the regions to arrive")
+    # the page also sends regions while dragging: wait for those where the drag ended
+    rect = d.execute_script("const r = arguments[0].getBoundingClientRect(); "
+                            "return [r.height, r.width];", canvas)
+    dy, dx = steps * step_y * SIG[0] / rect[0], steps * step_x * SIG[1] / rect[1]
+
+    def near(r) -> bool:
+        return r is not None and abs(r[0] - cy - dy) < 0.5 and abs(r[1] - cx - dx) < 0.5
+    bf = wait_for(lambda: state.regions and near(state.regions["bf"]) and state.regions["bf"],
+                  what=f"the region dragged to ({cy + dy:.1f}, {cx + dx:.1f})",
+                  last=lambda: state.regions)
     assert abs(bf[0] - ty) < 3 and abs(bf[1] - tx) < 3, bf
-    moved = wait_for(lambda: next((s for s in reversed(state.snapshots())
-                                   if s.regions.get("bf") == bf), None),
+    # a scan that began after the region arrived has no position of the old one
+    run = state.current.run_id or 0
+    moved = wait_for(lambda: next((s for s in state.snapshots()
+                                   if s.run_id is not None and s.run_id > run), None),
                      what="a scan with the dragged region")
-    assert moved.images["bf"].mean() < 0.2 * before
+    assert moved.regions["bf"] == bf
+    assert moved.images["bf"].mean() < 0.2 * before, "the bright field off the direct beam is dark"
     shot(d, "dragged")
 
 
@@ -175,9 +210,10 @@ def test_a_page_that_stops_reading_does_not_slow_the_acquisition(browser, ctx, d
     (scans with them compared with the scans just before, pair by pair:
     other processes on this machine move the rate alone between 4000 and
     13000 frames/s within seconds).  A rendering Chromium page on the same
-    two cores takes 0.45-0.65 of a core from an acquisition that uses both;
-    measured 0.32-1.0 of the rate alone.  Its bound is loose on purpose: CPU
-    taken by the browser is not waiting, and the hook clock catches waiting.
+    two cores takes CPU from this acquisition, which uses both (the memory
+    driver at 60 updates a second); measured 0.3-1.2 of the rate without a
+    page, pair by pair.  Its bound is loose on purpose: CPU taken by the
+    browser is not waiting, and the hook clock catches waiting.
     """
     live = Live(ctx, data, pause_s=0.0, history=60)
     clock = HookClock(live.dash.state)
@@ -189,33 +225,48 @@ def test_a_page_that_stops_reading_does_not_slow_the_acquisition(browser, ctx, d
         for _ in range(5):
             before = _scan_rates(live, 2)
             socks = [_stalled_websocket(live.port) for _ in range(2)]
-            opened = time.monotonic()
-            during = _scan_rates(live, 2)
-            held.append((time.monotonic() - opened,
-                         [c["updates"] for c in live.dash.server.stats()]))
-            for s in socks:
-                s.close()
+            try:
+                opened = time.monotonic()
+                during = _scan_rates(live, 2)
+                held.append((time.monotonic() - opened,
+                             [c["updates"] for c in live.dash.server.stats()]))
+            finally:
+                for s in socks:
+                    s.close()
             alone += before
             stalled += during
             ratios.append(median(during) / median(before))
         d = browser()
-        open_page(d, live)
-        clock.calls.clear()
-        t0 = time.monotonic()
-        with_page = _scan_rates(live, 8)
-        in_hooks = sum(clock.calls) / (time.monotonic() - t0)
-        calls = sorted(clock.calls)
-        page_updates = d.execute_script("return window.__dash.updates")
+        without_page, with_page, page_ratios, calls = [], [], [], []
+        in_hooks_s = page_s = 0.0
+        page_updates = 0
+        for _ in range(3):  # page closed, then open, pair by pair like the sockets
+            d.get("about:blank")
+            wait_for(lambda: not live.dash.server.clients, what="the page's websocket to close")
+            before = _scan_rates(live, 2)
+            open_page(d, live)
+            clock.calls.clear()
+            t0 = time.monotonic()
+            during = _scan_rates(live, 2)
+            page_s += time.monotonic() - t0
+            in_hooks_s += sum(clock.calls)
+            calls += clock.calls
+            page_updates += d.execute_script("return window.__dash.updates")
+            without_page += before
+            with_page += during
+            page_ratios.append(median(during) / median(before))
+        in_hooks = in_hooks_s / page_s
+        calls.sort()
     finally:
         live.close()
     from libertem_live_dashboard.server import ACK_TIMEOUT_S
     for seconds, updates in held:
         assert max(updates) <= 1 + seconds / ACK_TIMEOUT_S, \
             f"a client that does not read gets one update per ack timeout at most: {updates}"
-    alone_fps, page_fps = median(alone), median(with_page)
-    rates = (f"frames/s alone {alone_fps:.0f}, with 2 stalled sockets {median(stalled):.0f} "
-             f"(pairwise ratio {median(ratios):.2f}), with 1 page {page_fps:.0f} "
-             f"({page_updates} updates drawn)")
+    rates = (f"frames/s alone {median(alone):.0f}, with 2 stalled sockets "
+             f"{median(stalled):.0f} (pairwise ratio {median(ratios):.2f}); without a page "
+             f"{median(without_page):.0f}, with 1 page {median(with_page):.0f} (pairwise ratio "
+             f"{median(page_ratios):.2f}, {page_updates} updates drawn)")
     p90 = calls[int(0.9 * len(calls))]
     print(f"{rates}; hook calls median {1e3 * median(calls):.3f} ms, 90 % {1e3 * p90:.3f} ms, "
           f"{in_hooks:.2%} of the time with a page")
@@ -224,4 +275,4 @@ def test_a_page_that_stops_reading_does_not_slow_the_acquisition(browser, ctx, d
     assert in_hooks < 0.05, f"the acquisition spent {in_hooks:.1%} of its time in the " \
         f"dashboard's hooks with a page open; {rates}"
     assert median(ratios) > 0.75, rates
-    assert page_fps > 0.2 * alone_fps and page_updates > 5, rates
+    assert median(page_ratios) > 0.2 and page_updates > 5, rates

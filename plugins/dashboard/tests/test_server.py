@@ -190,3 +190,54 @@ def test_token_and_origin(ctx, data) -> None:
         run(main())
     finally:
         lv.close()
+
+
+def test_the_sum_frame_is_rendered_less_often_than_the_scan_images() -> None:
+    """While a scan runs, the frame-sized sum is rendered at most
+    ``sum_fps`` times a second (kept and reported unchanged in between);
+    the scan's images every time; a finished scan wholly."""
+    from dataclasses import replace
+
+    from libertem_live_dashboard import server
+    from libertem_live_dashboard.state import Snapshot
+    ramp = np.arange(64 * 64, dtype=np.float32).reshape(64, 64)
+    nav = np.arange(64, dtype=np.float32).reshape(8, 8)
+    running = Snapshot(version=1, run_id=1, status="running", nav_shape=(8, 8),
+                       sig_shape=(64, 64), damage_source=np.ones((8, 8), bool),
+                       sources={"sum": ramp, "bf": nav, "adf": nav, "com_y": nav, "com_x": nav})
+    first = server.render(running, None)
+    later = replace(running, version=2, cache={},
+                    sources=dict(running.sources, sum=ramp[::-1].copy(), bf=nav[::-1].copy()))
+    second = server.render(later, first, sum_fps=1e-3)
+    assert second.planes["sum"] is first.planes["sum"] and second.changed["sum"] is None
+    assert second.changed["bf"] is not None
+    done = server.render(replace(later, version=3, status="complete", cache={}), second,
+                         sum_fps=1e-3)
+    assert done.changed["sum"] is not None
+    assert np.array_equal(done.planes["sum"].pixels, first.planes["sum"].pixels[::-1])
+
+
+def test_an_acquisition_that_cannot_start_is_shown_and_tried_again(ctx, data) -> None:
+    """A detector that refuses to arm (here: a closed connection) fails the
+    run on the page; the continuous loop goes on trying, and stops when asked."""
+    import threading
+
+    from libertem_live_dashboard import runner as runner_mod
+    from libertem_live_dashboard.runner import Runner
+    state = LiveState()
+    conn = ctx.make_connection("memory").open(data=data)
+    conn.close()
+    r = Runner(ctx, conn, state, mode="active", nav_shape=NAV, continuous=True)
+    t = threading.Thread(target=r.run, daemon=True)
+    t.start()
+    try:
+        deadline = time.monotonic() + 30
+        while len(r.errors) < 2:
+            assert t.is_alive(), "the loop ended after a failed start"
+            assert time.monotonic() < deadline, f"no second try in 30 s; errors {r.errors}"
+            time.sleep(0.05)
+        assert state.current.status.startswith("failed: cannot start an acquisition")
+    finally:
+        r.stop()
+        t.join(10 + runner_mod.ERROR_PAUSE_S)
+    assert not t.is_alive()

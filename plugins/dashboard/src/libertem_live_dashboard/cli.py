@@ -66,6 +66,9 @@ def parser() -> argparse.ArgumentParser:
                    help="token for the page (generated and printed for non-loopback --bind)")
     p.add_argument("--history", type=int, default=10, help="scans kept for the slider")
     p.add_argument("--max-fps", type=float, default=60.0, help="updates per second per page")
+    p.add_argument("--sum-fps", type=float, default=2.0,
+                   help="while a scan runs, the frame-sized sum image is updated at most this "
+                        "often (it costs most of an update, on the server and in the browser)")
     p.add_argument("--executor", choices=["pipelined", "inline"], default="pipelined")
     p.add_argument("--frames-per-partition", type=int, default=None)
     for flag in CONNECTION_FLAGS:
@@ -97,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         params.setdefault("data", demo_data(demo_nav, _shape(args.demo_sig)))  # type: ignore[arg-type]
         nav_shape = nav_shape or demo_nav
     dash = Dashboard(host=args.bind, port=args.serve_port, token=args.token,
-                     history=args.history, max_fps=args.max_fps).start()
+                     history=args.history, max_fps=args.max_fps, sum_fps=args.sum_fps).start()
     ctx = LiveContext(executor=args.executor)
     try:
         conn = ctx.make_connection(args.detector).open(**params)

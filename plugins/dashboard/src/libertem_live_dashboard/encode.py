@@ -83,10 +83,11 @@ def quantise(a: np.ndarray, valid: np.ndarray | None, *, log: bool = False,
     return q, lo, hi
 
 
-def planes_of(images: dict[str, np.ndarray], damage: np.ndarray | None) -> list[Plane]:
-    """The page's panels from a snapshot's raw images."""
+def planes_of(images: dict[str, np.ndarray], damage: np.ndarray | None,
+              skip: frozenset[str] = frozenset()) -> list[Plane]:
+    """The page's panels from a snapshot's raw images (not those in ``skip``)."""
     out: list[Plane] = []
-    if "sum" in images:
+    if "sum" in images and "sum" not in skip:
         q, lo, hi = quantise(images["sum"], None, log=True)
         out.append(Plane("sum", q, lo, hi, log=True))
     nav_valid = None

@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import deque
 from typing import Any
 
 from libertem_live_dashboard.state import LiveState
 from libertem_live_dashboard.udf import DashboardUDF
 
 log = logging.getLogger(__name__)
+
+#: After a failed acquisition the continuous loop waits this long before the next.
+ERROR_PAUSE_S = 1.0
 
 
 class Runner:
@@ -34,7 +38,8 @@ class Runner:
         self.pause_s = pause_s
         self.stop_event = threading.Event()
         self.runs = 0
-        self.errors: list[BaseException] = []
+        self.errors: deque[BaseException] = deque(maxlen=100)  # the latest ones
+        self.failures = 0
 
     def _acquisition(self) -> Any:
         if self.mode == "active":
@@ -52,13 +57,23 @@ class Runner:
         return None
 
     def run_once(self) -> bool:
-        """One acquisition; False when stopped before it began."""
-        aq = self._acquisition()
-        if aq is None:
-            return False
-        udf = DashboardUDF.for_shape(tuple(aq.shape.sig), int(aq.shape.nav.size),
-                                     self.state.regions)
-        gen = self.ctx.run_udf_iter(dataset=aq, udf=udf)
+        """One acquisition; False when stopped before it began.  An acquisition
+        that cannot even start (the detector unreachable, arming refused) is
+        shown on the page like a failed one; the continuous loop tries again."""
+        try:
+            aq = self._acquisition()
+            if aq is None:
+                return False
+            udf = DashboardUDF.for_shape(tuple(aq.shape.sig), int(aq.shape.nav.size),
+                                         self.state.regions)
+            gen = self.ctx.run_udf_iter(dataset=aq, udf=udf)
+        except Exception as e:
+            log.warning("cannot start an acquisition: %s", e)
+            self.errors.append(e)
+            self.failures += 1
+            self.state.set_status(f"failed: cannot start an acquisition: {e}")
+            self.runs += 1
+            return True
         try:
             for _ in gen:
                 if self.stop_event.is_set():
@@ -66,6 +81,7 @@ class Runner:
         except Exception as e:  # shown on the page by the ended hook; go on with the next
             log.warning("acquisition failed: %s", e)
             self.errors.append(e)
+            self.failures += 1
         finally:
             gen.close()
         self.runs += 1
@@ -73,9 +89,11 @@ class Runner:
 
     def run(self) -> None:
         while not self.stop_event.is_set():
+            failures = self.failures
             if not self.run_once() or not self.continuous:
                 break
-            if self.stop_event.wait(max(self.pause_s, 0.2 if self.errors else 0.0)):
+            failed = self.failures > failures
+            if self.stop_event.wait(max(self.pause_s, ERROR_PAUSE_S if failed else 0.0)):
                 break
 
     def stop(self) -> None:

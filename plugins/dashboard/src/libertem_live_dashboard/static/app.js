@@ -70,11 +70,15 @@ function receive(buf) {
     }
     const src = body.subarray(im.offset, im.offset + rh * rw);
     for (let r = 0; r < rh; r++) cur.pixels.set(src.subarray(r * rw, (r + 1) * rw), (y + r) * W + x);
-    Object.assign(cur, { lo: im.lo, hi: im.hi, log: im.log, unit: im.unit, dirty: true,
-                         pos: im.pos, valid: im.valid });
+    const d = cur.dirty;  // [y0, x0, y1, x1] not yet painted
+    cur.dirty = d ? [Math.min(d[0], y), Math.min(d[1], x), Math.max(d[2], y + rh), Math.max(d[3], x + rw)]
+                  : [y, x, y + rh, x + rw];
+    Object.assign(cur, { lo: im.lo, hi: im.hi, log: im.log, unit: im.unit, pos: im.pos, valid: im.valid });
   }
   header = h;
-  if (!dragging && h.regions && h.regions.bf) regions = JSON.parse(JSON.stringify(h.regions));
+  if (!dragging && h.regions && h.regions.bf && !heldRegions(h.regions)) {
+    regions = JSON.parse(JSON.stringify(h.regions));
+  }
   stats.updates += 1;
   stats.version = h.version;
   stats.lastBytes = buf.byteLength;
@@ -87,22 +91,31 @@ function schedule() {
 }
 
 // --- drawing ------------------------------------------------------------------------------
-function paint(name, pixelsToRgb) {
+// Only the rectangle that changed since the last paint is converted; the
+// canvas keeps its ImageData between paints.  A canvas with an overlay gets
+// the whole image put back (that erases the overlay drawn before).
+function paint(name, pixelsToRgb, whole) {
   const im = images[name];
   const canvas = document.getElementById("c-" + name);
   if (!im || !canvas) return;
   const [H, W] = im.shape;
-  if (canvas.width !== W || canvas.height !== H) { canvas.width = W; canvas.height = H; }
   const ctx = canvas.getContext("2d");
-  const data = ctx.createImageData(W, H);
-  const px = im.pixels, out = data.data;
-  if (pixelsToRgb) pixelsToRgb(out);
-  else for (let i = 0, j = 0; i < px.length; i++, j += 4) {
-    const k = px[i] * 3;
-    out[j] = LUT[k]; out[j + 1] = LUT[k + 1]; out[j + 2] = LUT[k + 2]; out[j + 3] = 255;
+  if (canvas.width !== W || canvas.height !== H || !im.data) {
+    canvas.width = W; canvas.height = H;
+    im.data = ctx.createImageData(W, H);
+    im.dirty = [0, 0, H, W];
   }
-  ctx.putImageData(data, 0, 0);
-  im.dirty = false;
+  const d = im.dirty || [0, 0, 0, 0], out = im.data.data, px = im.pixels;
+  if (pixelsToRgb) pixelsToRgb(out, d);
+  else for (let y = d[0]; y < d[2]; y++) {
+    for (let i = y * W + d[1], j = 4 * i, end = y * W + d[3]; i < end; i++, j += 4) {
+      const k = px[i] * 3;
+      out[j] = LUT[k]; out[j + 1] = LUT[k + 1]; out[j + 2] = LUT[k + 2]; out[j + 3] = 255;
+    }
+  }
+  if (whole) ctx.putImageData(im.data, 0, 0);
+  else if (d[2] > d[0] && d[3] > d[1]) ctx.putImageData(im.data, 0, 0, d[1], d[0], d[3] - d[1], d[2] - d[0]);
+  im.dirty = null;
   colourBar(name, im);
 }
 
@@ -111,24 +124,43 @@ function fmt(v) {
   return a !== 0 && (a >= 1e4 || a < 1e-2) ? v.toExponential(1) : v.toFixed(a < 10 ? 2 : 0);
 }
 
+const gradients = {};  // height -> the colour strip, drawn once
+function gradient(H) {
+  let g = gradients[H];
+  if (!g) {
+    g = gradients[H] = document.createElement("canvas");
+    g.width = 10; g.height = H;
+    const ctx = g.getContext("2d"), data = ctx.createImageData(10, H);
+    for (let y = 0; y < H; y++) {
+      const k = (1 + Math.round((1 - y / Math.max(H - 1, 1)) * 254)) * 3;
+      for (let x = 0; x < 10; x++) data.data.set([LUT[k], LUT[k + 1], LUT[k + 2], 255], 4 * (y * 10 + x));
+    }
+    ctx.putImageData(data, 0, 0);
+  }
+  return g;
+}
+
+// Redrawn only when its labels change (the limits move with every update,
+// their two significant digits seldom); no attribute is written otherwise,
+// since each write costs the page a style pass.
 function colourBar(name, im) {
   const c = document.getElementById("cb-" + name);
   if (!c) return;
   const H = c.clientHeight || 200;
-  c.width = 46; c.height = H;
+  const lo = fmt(im.log ? Math.expm1(im.lo) : im.lo), hi = fmt(im.log ? Math.expm1(im.hi) : im.hi);
+  const key = `${H} ${lo} ${hi} ${im.unit}`;
+  if (c.drawnKey === key) return;
+  c.drawnKey = key;
+  if (c.width !== 46 || c.height !== H) { c.width = 46; c.height = H; }
   const ctx = c.getContext("2d");
-  for (let y = 0; y < H; y++) {
-    const k = (1 + Math.round((1 - y / (H - 1)) * 254)) * 3;
-    ctx.fillStyle = `rgb(${LUT[k]},${LUT[k + 1]},${LUT[k + 2]})`;
-    ctx.fillRect(0, y, 10, 1);
-  }
-  const lo = im.log ? Math.expm1(im.lo) : im.lo, hi = im.log ? Math.expm1(im.hi) : im.hi;
+  ctx.clearRect(0, 0, 46, H);
+  ctx.drawImage(gradient(H), 0, 0);
   ctx.fillStyle = "#ccc"; ctx.font = "10px sans-serif";
-  ctx.fillText(fmt(hi), 12, 10); ctx.fillText(fmt(lo), 12, H - 2);
-  c.title = `${fmt(lo)} … ${fmt(hi)} ${im.unit || ""} (0.5 / 99.5 percentiles)`;
-  c.dataset.lo = lo; c.dataset.hi = hi;
+  ctx.fillText(hi, 12, 10); ctx.fillText(lo, 12, H - 2);
+  c.title = `${lo} … ${hi} ${im.unit || ""} (0.5 / 99.5 percentiles)`;
 }
 
+let drawnOverlay = "";  // the regions the sum canvas shows
 function drawOverlay() {
   const canvas = document.getElementById("c-sum");
   if (!regions || !regions.bf || !images.sum) return;
@@ -141,47 +173,64 @@ function drawOverlay() {
   ctx.strokeStyle = "#ff8a65";
   ctx.beginPath(); ctx.arc(ax, ay, ri, 0, 2 * Math.PI); ctx.stroke();
   ctx.beginPath(); ctx.arc(ax, ay, ro, 0, 2 * Math.PI); ctx.stroke();
-  document.getElementById("regions").textContent =
-    `BF (${by.toFixed(1)}, ${bx.toFixed(1)}) r=${br.toFixed(1)}; ADF (${ay.toFixed(1)}, ${ax.toFixed(1)}) ${ri.toFixed(1)}…${ro.toFixed(1)}`;
+  setText("regions",
+    `BF (${by.toFixed(1)}, ${bx.toFixed(1)}) r=${br.toFixed(1)}; ADF (${ay.toFixed(1)}, ${ax.toFixed(1)}) ${ri.toFixed(1)}…${ro.toFixed(1)}`);
+}
+
+// The DOM is written only where something changed: each write costs the
+// browser a style and layout pass.
+function setText(id, text) {
+  const e = document.getElementById(id);
+  if (e.textContent !== text) e.textContent = text;
 }
 
 function setStatus(text, cls) {
   const s = document.getElementById("status");
-  s.textContent = text; s.className = "status " + (cls || "");
+  if (s.textContent !== text) s.textContent = text;
+  const c = "status " + (cls || "");
+  if (s.className !== c) s.className = c;
 }
 
 function gauge(id, value, max, text) {
   const m = document.getElementById("g-" + id);
-  m.max = Math.max(max, 1); m.value = value;
-  document.getElementById("t-" + id).textContent = text;
+  const mx = Math.max(max, 1);
+  if (m.max !== mx) m.max = mx;
+  if (m.value !== value) m.value = value;
+  setText("t-" + id, text);
 }
 
 function draw() {
   scheduled = false;
   if (!header) return;
   const t0 = performance.now();
-  const overlayDirty = images.sum && (images.sum.dirty || dragging);
+  const sum = images.sum, overlay = !!(regions && regions.bf);
+  const key = overlay ? JSON.stringify(regions) : "";
+  const overlayMoved = sum && key !== drawnOverlay;
+  const sumPainted = sum && (sum.dirty || overlayMoved);
   for (const name of ["sum", "bf", "adf", "com_mag", "frame"]) {
-    if (images[name] && (images[name].dirty || (name === "sum" && overlayDirty))) paint(name);
+    const im = images[name];
+    if (im && (im.dirty || (name === "sum" && overlayMoved))) paint(name, null, name === "sum" && overlay);
   }
-  if (images.com_angle && (images.com_angle.dirty || (images.com_mag && images.com_mag.drawnFor !== stats.version))) {
-    const ang = images.com_angle.pixels, mag = images.com_mag ? images.com_mag.pixels : null;
+  const ang = images.com_angle, mag = images.com_mag;
+  if (ang && (ang.dirty || (mag && mag.drawnFor !== stats.version))) {
+    ang.dirty = [0, 0, ang.shape[0], ang.shape[1]];  // its shade follows the magnitude
     paint("com_angle", (out) => {
-      for (let i = 0, j = 0; i < ang.length; i++, j += 4) {
-        if (ang[i] === 0) { out[j] = out[j + 1] = out[j + 2] = 48; out[j + 3] = 255; continue; }
-        const [r, g, b] = hsv((ang[i] - 1) / 254, mag ? Math.min(1, (mag[i] - 1) / 200 + 0.15) : 1);
+      const a = ang.pixels, m = mag && mag.pixels.length === a.length ? mag.pixels : null;
+      for (let i = 0, j = 0; i < a.length; i++, j += 4) {
+        if (a[i] === 0) { out[j] = out[j + 1] = out[j + 2] = 48; out[j + 3] = 255; continue; }
+        const [r, g, b] = hsv((a[i] - 1) / 254, m ? Math.min(1, (m[i] - 1) / 200 + 0.15) : 1);
         out[j] = 255 * r; out[j + 1] = 255 * g; out[j + 2] = 255 * b; out[j + 3] = 255;
       }
     });
-    if (images.com_mag) images.com_mag.drawnFor = stats.version;
+    if (mag) mag.drawnFor = stats.version;
   }
-  drawOverlay();
+  if (sumPainted) { drawOverlay(); drawnOverlay = key; }
   const h = header, L = h.ledger || {};
   const cls = h.status.startsWith("failed") ? "failed" : (h.status === "running" ? "running" : "");
   setStatus(h.status, cls);
-  document.getElementById("run").textContent = h.run_id ?
-    `run ${h.run_id}: ${h.detector} ${h.mode} nav ${h.nav_shape.join("×")} sig ${h.sig_shape.join("×")}` : "";
-  document.getElementById("fps").textContent = Math.round(h.fps);
+  setText("run", h.run_id ?
+    `run ${h.run_id}: ${h.detector} ${h.mode} nav ${h.nav_shape.join("×")} sig ${h.sig_shape.join("×")}` : "");
+  setText("fps", String(Math.round(h.fps)));
   const exp = L.expected || 0;
   if (exp) {
     gauge("received", L.received, exp, `${L.received} / ${exp}`);
@@ -189,15 +238,16 @@ function draw() {
     gauge("missing", L.missing, exp, `${L.missing}`);
     const inRing = Math.max(0, L.received - L.decoded);
     gauge("ring", inRing, exp, `${inRing}`);
-    document.getElementById("t-blocked").textContent = (L.blocked_s || 0).toFixed(3);
+    setText("t-blocked", (L.blocked_s || 0).toFixed(3));
   }
-  const hs = document.getElementById("history");
-  hs.max = h.history.count; hs.disabled = h.history.count === 0;
-  if (h.history.index === null || h.history.index === undefined) hs.value = h.history.count;
-  document.getElementById("history-label").textContent = h.history.index === null || h.history.index === undefined ?
-    `live (${h.history.count} earlier scans kept)` : `scan ${h.history.index + 1} of ${h.history.count}`;
-  if (images.frame && images.frame.pos) document.getElementById("pos").textContent =
-    `(${images.frame.pos.join(", ")})` + (images.frame.valid ? "" : " not scanned yet");
+  const hs = document.getElementById("history"), live = h.history.index === null || h.history.index === undefined;
+  if (Number(hs.max) !== h.history.count) hs.max = h.history.count;
+  if (hs.disabled !== (h.history.count === 0)) hs.disabled = h.history.count === 0;
+  if (live && Number(hs.value) !== h.history.count) hs.value = h.history.count;
+  setText("history-label", live ? `live (${h.history.count} earlier scans kept)`
+                                : `scan ${h.history.index + 1} of ${h.history.count}`);
+  if (images.frame && images.frame.pos) setText("pos",
+    `(${images.frame.pos.join(", ")})` + (images.frame.valid ? "" : " not scanned yet"));
   stats.drawn += 1;
   stats.drawMs = performance.now() - t0;
   send({ type: "ack", version: h.version });
@@ -209,16 +259,29 @@ function toImage(canvas, ev) {
   return [(ev.clientY - r.top) / r.height * canvas.height, (ev.clientX - r.left) / r.width * canvas.width];
 }
 
-let lastRegionsSent = 0, regionsTimer = null;
+let lastRegionsSent = 0, regionsTimer = null, sentRegions = null;
 function sendRegions(force) {
   const now = performance.now();
   clearTimeout(regionsTimer);
   if (force || now - lastRegionsSent > 100) {
     lastRegionsSent = now;
+    sentRegions = JSON.stringify({ bf: regions.bf, adf: regions.adf });
     send({ type: "regions", bf: regions.bf, adf: regions.adf });
   } else {
     regionsTimer = setTimeout(() => sendRegions(true), 100);
   }
+}
+
+// After a drag the overlay stays where it was dropped until the server shows
+// those regions (updates sent before they arrived carry older ones), 3 s at most.
+function heldRegions(server) {
+  if (sentRegions === null) return false;
+  const shown = JSON.stringify({ bf: server.bf, adf: server.adf });
+  if (shown === sentRegions || performance.now() - lastRegionsSent > 3000) {
+    sentRegions = null;
+    return false;
+  }
+  return true;
 }
 
 const sumCanvas = document.getElementById("c-sum");
