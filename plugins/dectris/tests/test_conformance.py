@@ -34,7 +34,13 @@ class DectrisScenario(Scenario):
                 "data_host": "127.0.0.1", "data_port": self.sim.zmqport, "timeout": timeout}
 
     def arm_passive(self, conn: Any) -> None:
-        conn.get_api_client().sendDetectorCommand("arm")
+        """What scan software does before a scan: a detector still busy with
+        the previous series (one a failed run left sending) is disarmed
+        first, then armed."""
+        api = conn.get_api_client()
+        if api.detectorStatus("state")["value"] != "idle":
+            api.sendDetectorCommand("disarm")
+        api.sendDetectorCommand("arm")
 
     def active_controller_params(self) -> dict[str, Any]:
         return {"trigger_mode": "exte", "frame_time": 1e-3}

@@ -40,7 +40,13 @@ class DectrisV2Scenario(Scenario):
                 "timeout": timeout}
 
     def arm_passive(self, conn: Any) -> None:
-        conn.get_api_client().sendDetectorCommand("arm")
+        """What scan software does before a scan: a detector still busy with
+        the previous series (one a failed run left sending) is disarmed
+        first, then armed."""
+        api = conn.get_api_client()
+        if api.detectorStatus("state")["value"] != "idle":
+            api.sendDetectorCommand("disarm")
+        api.sendDetectorCommand("arm")
 
     def active_controller_params(self) -> dict[str, Any]:
         return {"trigger_mode": "exte", "frame_time": 1e-3}
