@@ -113,11 +113,10 @@ def _text_is(buf, pos, n, word):
 
 
 @njit(cache=True, nogil=True)
-def _scan(buf, channel, out):
+def _scan(buf, channel, out, h):
     key_type, key_series, key_image, key_data = _KEY_TYPE, _KEY_SERIES, _KEY_IMAGE, _KEY_DATA
     image, bslz4, lz4 = _IMAGE, _BSLZ4, _LZ4  # module arrays: constants in compiled code
     end = buf.shape[0]
-    h = np.zeros(2, np.int64)
     out[STATUS] = NOT_FOUND
     pos = _head(buf, 0, end, h)
     if pos >= 0 and h[0] == 6 and h[1] == 55799:  # "self-described CBOR" prefix
@@ -227,7 +226,7 @@ def _scan(buf, channel, out):
 def scan_image(buf: np.ndarray, channel: np.ndarray, out: np.ndarray) -> None:
     """Fill ``out`` (int64, 10 fields) for the message ``buf`` (uint8) and
     the channel name ``channel`` (its UTF-8 bytes as uint8)."""
-    _scan(buf, channel, out)
+    _scan(buf, channel, out, np.zeros(2, np.int64))
 
 
 class ImageScanner:
@@ -244,11 +243,12 @@ class ImageScanner:
         self.raw_bytes = int(np.prod(self.shape)) * self.itemsize
         self.tags = frozenset(t for t, dt in typed_array_tags.items() if dt == dtype)
         self.out = np.zeros(10, np.int64)
+        self._head = np.zeros(2, np.int64)  # scratch of the walk, reused per image
 
     def payload(self, buf: bytes) -> tuple[int, int, np.ndarray, int] | None:
         arr = np.frombuffer(buf, np.uint8)
         out = self.out
-        _scan(arr, self.channel, out)
+        _scan(arr, self.channel, out, self._head)
         (status, series, image_id, d0, d1, tag, alg, elem, offset, length) = out.tolist()
         if (status != FOUND or (d0, d1) != self.shape or tag not in self.tags
                 or (alg == ALG_BSLZ4 and elem != self.itemsize)
