@@ -11,8 +11,9 @@ import pytest
 from libertem.udf.sum import SumUDF
 
 from libertem_live.driver import FrameGapError
+from libertem_live_dectris import receiver_fanin
 from libertem_live_dectris.client import SimplonClient
-from libertem_live_dectris.sim import DectrisSim
+from libertem_live_dectris.sim import DectrisSim, write_dump
 
 TIMEOUT = 10.0
 NAV = (6, 10)
@@ -69,7 +70,32 @@ def test_images_sent_out_of_order_are_put_back_in_order(make_sim: Any, ctx: Any)
         assert np.array_equal(got, sim.expected_sum(N))
 
 
-def test_a_lost_image_is_a_frame_gap_and_the_next_run_works(make_sim: Any, ctx: Any) -> None:
+def test_a_socket_far_ahead_is_not_a_lost_image(start_sim: Any, ctx: Any, tmp_path: Any,
+                                                 monkeypatch: Any) -> None:
+    """The PUSH socket hands a message to whichever receiver has room, so one
+    socket can run thousands of images ahead of another.  With the reorder
+    window shrunk to 4 images, a recorded series replayed at full speed
+    through 2 sockets is still exact: the sockets ahead wait while the one
+    that holds the next image catches up."""
+    monkeypatch.setattr(receiver_fanin, "REORDER_WINDOW", 4)
+    path = tmp_path / "series.dump"
+    total = write_dump(path, frames=3000, shape=(16, 16), stream="v2", pool_size=8)
+    sim = start_sim(path=path)
+    with connect(ctx, sim, 2) as conn:
+        SimplonClient("127.0.0.1", sim.port).sendDetectorCommand("arm")
+        aq = ctx.make_acquisition(conn=conn, pending_aq=conn.wait_for_acquisition(TIMEOUT),
+                                  nav_shape=(50, 60))
+        got = ctx.run_udf(dataset=aq, udf=SumUDF())["intensity"].data.astype(np.float64)
+        assert np.array_equal(got, total)
+        assert aq.ledger.snapshot().missing == 0
+
+
+@pytest.mark.parametrize("window", [receiver_fanin.REORDER_WINDOW, 4])
+def test_a_lost_image_is_a_frame_gap_and_the_next_run_works(make_sim: Any, ctx: Any, window: int,
+                                                            monkeypatch: Any) -> None:
+    """The gap is found when every socket has passed the lost image, whether
+    or not the reorder window filled up first."""
+    monkeypatch.setattr(receiver_fanin, "REORDER_WINDOW", window)
     sim = make_sim(fault="frame_gap@17")
     with connect(ctx, sim, 3) as conn:
         with pytest.raises(FrameGapError, match="17"):

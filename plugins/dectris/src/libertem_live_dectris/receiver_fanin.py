@@ -4,7 +4,12 @@ gets about every N-th message, the ``start`` and ``end`` messages included.
 
 The images are put back in image-id order before they reach the ring (the
 core's receive loop wants each frame under its own index, in order): an
-image that arrives early waits in a bounded reorder window.  Images that
+image that arrives early waits in a bounded reorder window.  Each socket
+delivers its share in increasing image id, so the next image can only come
+from a socket that has not yet passed it.  When the window is full, only
+those sockets are read (the others fill up, and the PUSH socket sends to
+the ones with room); an image that every socket has passed is lost, and
+the core is told at once (a ``FrameGapError`` naming it).  Images that
 one socket delivered before another delivered the series' ``start`` are
 kept and replayed once the start is known.  The ``end`` message can arrive
 before the last images (it travels on another socket), so the series ends
@@ -26,12 +31,16 @@ from libertem_live.driver import (
 from libertem_live_dectris.receiver import PeerWatch
 from libertem_live_dectris.receiver_v2 import DectrisV2Framing, order_error
 from libertem_live_dectris.wire_v2 import (
-    IMAGE, START, SeriesStartV2, V2FormatError, loads, message_type, parse_start,
+    END, IMAGE, START, SeriesStartV2, V2FormatError, loads, message_type, parse_start,
 )
 
 POLL_MS = 100
-#: Images that may wait for an earlier one; a gap this wide is a lost image.
+#: Images that may wait for an earlier one before only the sockets that can
+#: still deliver it are read.
 REORDER_WINDOW = 4096
+#: How long a full window waits for the sockets that can still deliver the
+#: missing image before it is booked as lost.
+GAP_GRACE_S = 2.0
 #: Messages kept that came before the series' ``start`` on another socket.
 EARLY_LIMIT = 4096
 
@@ -92,6 +101,9 @@ class DectrisV2FanInFraming(DectrisV2Framing):
         for s in self.socks:
             self.poller.register(s, zmq.POLLIN)
         self.waiting: dict[int, tuple[Any, int]] = {}
+        self.last_id = [-1] * len(self.socks)  # the last image id each socket delivered
+        self._stuck_since: float | None = None
+        self.unsettled = set(range(len(self.socks)))  # sockets yet to deliver this series
         self._early = list(early)
 
     def receive(self, out: RingWriter, stop: threading.Event) -> bool:
@@ -103,8 +115,13 @@ class DectrisV2FanInFraming(DectrisV2Framing):
         while True:
             if self.frame >= self.nimages and self.got_end:
                 return False
+            poller = self.poller
+            if len(self.waiting) >= REORDER_WINDOW:
+                poller = self._lagging_poller(out)
+                if poller is None:
+                    return True
             wait = 1 if (took or out.pending) else POLL_MS
-            ready = self.poller.poll(wait)
+            ready = poller.poll(wait)
             if not ready:
                 if self.got_end:
                     self._flush_waiting(out)
@@ -112,25 +129,71 @@ class DectrisV2FanInFraming(DectrisV2Framing):
                 if not took and self.peer is not None and self.peer.update():
                     raise PeerClosed(f"series {self.series}: the stream connection dropped")
                 return True
+            self._stuck_since = None
             for sock, _ in ready:
+                i = self.socks.index(sock)
                 for _ in range(64):
                     try:
                         buf = sock.recv(zmq.NOBLOCK, copy=True)
                     except zmq.Again:
                         break
-                    self._take(buf, out)
+                    image_id = self._take(buf, out, i)
                     took = True
+                    if image_id is not None:
+                        self.last_id[i] = image_id
+                        if image_id > self.frame and len(self.waiting) >= REORDER_WINDOW:
+                            break  # this socket is ahead: read the others
             if time.monotonic() - started > FLUSH_LATENCY_S:
                 return True
 
-    def _take(self, buf: bytes, out: RingWriter) -> None:
+    def _lagging_poller(self, out: RingWriter) -> zmq.Poller | None:
+        """A poller over the sockets that may still deliver the next image;
+        None after booking it as lost (every socket has passed it, or those
+        that have not stayed silent for ``GAP_GRACE_S``)."""
+        lagging = [s for s, last in zip(self.socks, self.last_id) if last < self.frame]
+        now = time.monotonic()
+        if self._stuck_since is None:
+            self._stuck_since = now
+        if not lagging or now - self._stuck_since > GAP_GRACE_S:
+            self._stuck_since = None
+            self._flush_waiting(out)
+            return None
+        poller = zmq.Poller()
+        for s in lagging:
+            poller.register(s, zmq.POLLIN)
+        return poller
+
+    def _take(self, buf: bytes, out: RingWriter, sock: int | None = None) -> int | None:
+        """Place one message's image; returns its id (None: not an image of
+        the series).  ``sock``: the index of the socket it came from."""
         found = self.scanner.payload(buf)
         if found is not None and found[0] == self.series:
+            if self.unsettled and sock is not None:
+                self.unsettled.discard(sock)
             self._place(found[1], found[2], found[3], out)
-            return
+            return found[1]
+        if sock is not None and sock in self.unsettled:
+            if self._leftover(buf):
+                self.discarded += 1
+                return None
+            self.unsettled.discard(sock)
         image = self._message(buf, self.frame)
         if image is not None:
             self._place(*image, out)
+            return image[0]
+        return None
+
+    def _leftover(self, buf: bytes) -> bool:
+        """Whether ``buf`` is an image or end of another series: the rest of an
+        earlier series (one that failed, say) that a socket still held.  Each
+        socket is first in, first out, so until it has delivered something of
+        this series, that is all another series' message can be."""
+        try:
+            msg = loads(buf)
+        except ValueError:
+            return False
+        return (message_type(msg) in (IMAGE, END)
+                and msg.get("series_id") not in (None, self.series))
 
     def _place(self, image_id: int, payload: bytes, form: int, out: RingWriter) -> None:
         if image_id >= self.nimages:
@@ -140,8 +203,6 @@ class DectrisV2FanInFraming(DectrisV2Framing):
         if image_id < self.frame or image_id in self.waiting:
             raise order_error(self.series, self.where, self.frame, image_id)
         if image_id > self.frame:
-            if len(self.waiting) >= REORDER_WINDOW:
-                self._flush_waiting(out)  # the core books the gap and raises
             self.waiting[image_id] = (payload, form)
             return
         out.put(image_id, payload, form)
