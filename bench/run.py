@@ -89,12 +89,17 @@ def _dump(name: str, nav: tuple[int, int], shape: tuple[int, int]) -> str:
     path = DATA / name
     if path.exists() and Path(str(path) + ".sum.npy").exists():
         return str(path)
-    ours = HERE / "results" / name
-    if not ours.exists():
+    return _our_dump(name, nav, shape, "legacy")
+
+
+def _our_dump(name: str, nav: tuple[int, int], shape: tuple[int, int], stream: str) -> str:
+    """Our synthetic recording, stream V1 or V2 (the same pixels for both)."""
+    ours = HERE / "results" / (name if stream == "legacy" else name.replace(".dump", ".v2.dump"))
+    if not (ours.exists() and Path(str(ours) + ".sum.npy").exists()):
         from libertem_live_dectris.sim import write_dump
         ours.parent.mkdir(exist_ok=True)
         write_dump(ours, frames=nav[0] * nav[1], shape=shape, dtype="uint16",
-                   compression="bslz4", series=34, pool_size=256)
+                   compression="bslz4", series=34, pool_size=256, stream=stream)
     return str(ours)
 
 
@@ -123,16 +128,18 @@ def _pooled(row: dict, samples: list[float]) -> dict:
 
 
 def dectris(repeat: int) -> list[dict]:
+    """Per case: our driver and upstream's on upstream's simulator (stream V1),
+    then our driver on our simulator replaying the same pixels as V1, as V2,
+    and as V2 through two receiving sockets."""
     import sim_proc
     rows = []
     sim = "upstream" if sim_proc.upstream_available() else "ours"
     for label, name, nav, fpp, shape in DECTRIS_CASES:
         dump = _dump(name, nav, shape)
-        args = ["--dump", dump, "--nav", *map(str, nav), "--repeat", str(repeat),
-                "--sim", sim, "--label", label]
+        common = ["--nav", *map(str, nav), "--repeat", str(repeat)]
         if fpp:
-            args += ["--fpp", str(fpp)]
-        rows += _run("dectris.py", *args)
+            common += ["--fpp", str(fpp)]
+        rows += _run("dectris.py", "--dump", dump, *common, "--sim", sim, "--label", label)
         up_args = ["--file", dump, "--nav", *map(str, nav), "--repeats", str(repeat)]
         if fpp:
             up_args += ["--fpp", str(fpp)]
@@ -144,6 +151,10 @@ def dectris(repeat: int) -> list[dict]:
                          "MBps_decoded": up.get("MBps_raw_median"),
                          "peak_tree_pss_MiB": up.get("client_peak_pss_mib"),
                          "result_ok": True})
+        for stream, receivers, tag in (("legacy", 1, "V1"), ("v2", 1, "V2"), ("v2", 2, "V2 x2")):
+            rows += _run("dectris.py", "--dump", _our_dump(name, nav, shape, stream), *common,
+                         "--sim", "ours", "--stream", stream, "--receivers", str(receivers),
+                         "--label", f"{label} {tag}")
     return rows
 
 
@@ -221,13 +232,15 @@ def merlin(repeat: int) -> list[dict]:
 
 
 def _print_driver(rows: list[dict]) -> None:
-    print(f"{'detector':9} {'case':28} {'impl':9} {'sim':9} {'fps median':>10} "
-          f"{'min-max':>15} {'MB/s':>6} {'PSS MiB':>8} ok")
+    print(f"{'detector':9} {'case':34} {'impl':9} {'sim':9} {'fps median':>10} "
+          f"{'min-max':>15} {'MB/s':>6} {'PSS MiB':>8} {'CPU us/frame sim/main/workers':>30} ok")
     for r in rows:
         mm = f"{r['fps_min']}-{r['fps_max']}"
-        print(f"{r['detector']:9} {r['label']:28} {r['impl']:9} {r['sim']:9} "
+        cpu = r.get("cpu_us_per_frame")
+        cpu_s = "/".join(str(cpu[k]) for k in ("sim", "main", "workers")) if cpu else ""
+        print(f"{r['detector']:9} {r['label']:34} {r['impl']:9} {r['sim']:9} "
               f"{r['fps_median']:>10} {mm:>15} {r.get('MBps_decoded') or '':>6} "
-              f"{r.get('peak_tree_pss_MiB') or '':>8} {r['result_ok']}")
+              f"{r.get('peak_tree_pss_MiB') or '':>8} {cpu_s:>30} {r['result_ok']}")
 
 
 TPX3_CASES = [

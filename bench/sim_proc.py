@@ -23,7 +23,8 @@ import json, os, signal, sys, threading
 from libertem_live_dectris.sim import DectrisSim
 sim = DectrisSim(path=sys.argv[1], send_timeout=60.0).start()
 sim.wait_for_listen()
-print(json.dumps({"api_port": sim.port, "zmq_port": sim.zmqport, "pid": os.getpid()}), flush=True)
+print(json.dumps({"api_port": sim.port, "zmq_port": sim.zmqport, "v2_port": sim.v2_port,
+                  "pid": os.getpid()}), flush=True)
 done = threading.Event()
 signal.signal(signal.SIGTERM, lambda *a: done.set())
 done.wait()

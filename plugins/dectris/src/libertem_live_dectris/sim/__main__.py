@@ -30,7 +30,8 @@ def parser(prog: str | None = None) -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="DECTRIS DCU simulator (SIMPLON REST + ZeroMQ stream V1 or V2), or write a "
                     "synthetic dump file.")
-    p.add_argument("--path", help="replay this dump file instead of synthetic data")
+    p.add_argument("--path", help="replay this dump file (stream V1 or V2, as recorded) instead "
+                                  "of synthetic data")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on")
     p.add_argument("--port", type=int, default=8910, help="REST port (0 = any free)")
     p.add_argument("--zmqport", type=int, default=9999,
@@ -61,7 +62,8 @@ def parser(prog: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--fault", default=None, metavar="KIND[@FRAME]",
                    help=f"inject a stream fault into the first series ({kinds}); FRAME: "
                         "0-based image where it happens (default: the middle)")
-    p.add_argument("--write-dump", metavar="PATH", help="write a synthetic dump file and exit")
+    p.add_argument("--write-dump", metavar="PATH",
+                   help="write a synthetic dump file and exit (--stream v2: a stream V2 recording)")
     p.add_argument("-v", "--verbose", action="store_true", help="log every REST request")
     return p
 
@@ -79,7 +81,7 @@ def run(args: argparse.Namespace, prog: str) -> int:
     if args.write_dump:
         t = time.monotonic()
         write_dump(args.write_dump, args.frames, tuple(args.shape), args.dtype, args.compression,
-                   args.series, args.seed)
+                   args.series, args.seed, stream=args.stream)
         print(f"wrote {args.write_dump} ({os.path.getsize(args.write_dump)} bytes, "
               f"{args.frames} frames) in {time.monotonic() - t:.1f} s")
         return 0

@@ -6,6 +6,11 @@ is implied by position: optional junk, ``dheader-1.0``, the configuration
 (plus the extra parts for ``header_detail=all``), 4 records per image,
 optional ``dseries_end-1.0``. Upstream's recordings and
 ``anchor-bench/gen_dectris.py`` write this format; the simulator replays it.
+
+A stream V2 recording uses the same records, one per CBOR message (V2
+messages have a single part): the ``start`` message, one message per image,
+optionally the ``end`` message. CBOR messages begin with the self-describe
+tag (bytes ``d9 d9 f7``), which is how a V2 recording is told from a V1 one.
 """
 from __future__ import annotations
 
@@ -22,6 +27,7 @@ from libertem_live_dectris.wire import (
 )
 
 _LEN = struct.Struct("<q")
+CBOR_SELF_DESCRIBE = b"\xd9\xd9\xf7"
 
 
 class DumpError(ValueError):
@@ -154,6 +160,62 @@ class DumpFile:
         self._f.close()
 
     def __enter__(self) -> "DumpFile":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def is_v2_dump(path: str | os.PathLike[str]) -> bool:
+    """Whether the dump at ``path`` holds stream V2 (CBOR) messages."""
+    with open(path, "rb") as f:
+        head = f.read(_LEN.size + len(CBOR_SELF_DESCRIBE))
+    return len(head) == _LEN.size + 3 and head[_LEN.size:] == CBOR_SELF_DESCRIBE
+
+
+class V2DumpFile:
+    """A memory-mapped stream V2 recording: its ``start`` message, the image
+    messages (views into the mapping, in recorded order) and whether the
+    ``end`` message was recorded.
+
+    Only the first and the last record are decoded here; the image messages
+    are replayed byte for byte, so the receiver sees what was recorded.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        from libertem_live_dectris.wire_v2 import loads, message_type
+
+        self.path = Path(path)
+        self._f = open(self.path, "rb")
+        self._mm: mmap.mmap | None = None
+        try:
+            if os.fstat(self._f.fileno()).st_size == 0:
+                raise DumpError("empty dump file")
+            self._mm = mmap.mmap(self._f.fileno(), 0, access=mmap.ACCESS_READ)
+            records = list(iter_records(self._mm))
+            first = message_type(loads(records[0]))
+            if first != "start":
+                raise DumpError(f"the first message of a stream V2 recording must be 'start', "
+                                f"got {first!r}")
+            self.has_end = len(records) > 1 and message_type(loads(records[-1])) == "end"
+            self.start: memoryview = records[0]
+            self.images: list[memoryview] = records[1:len(records) - self.has_end]
+        except (DumpError, ValueError) as e:
+            self.close()
+            raise DumpError(f"{self.path}: {e}") from None
+
+    def close(self) -> None:
+        self.images = []
+        self.start = memoryview(b"")
+        if self._mm is not None:
+            try:
+                self._mm.close()
+            except BufferError:
+                pass  # views still exported by a caller; the GC closes it later
+            self._mm = None
+        self._f.close()
+
+    def __enter__(self) -> "V2DumpFile":
         return self
 
     def __exit__(self, *exc: object) -> None:

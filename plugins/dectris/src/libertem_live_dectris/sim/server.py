@@ -40,9 +40,8 @@ from libertem_live.driver import Fault, FaultKind
 
 from libertem_live_dectris.sim.faults import SeriesFaults, check_fault
 from libertem_live_dectris.sim.simplon import RestError, SimplonApp, make_server
-from libertem_live_dectris.sim.source import DumpSource, SyntheticSource
-from libertem_live_dectris.sim.encode import encode_lz4_hdf5
-from libertem_live_dectris.wire_v2 import build_end, build_image, build_start, compressed, mdarray
+from libertem_live_dectris.sim.source import DumpSource, SyntheticSource, v2_array
+from libertem_live_dectris.wire_v2 import build_end, build_image, build_start
 from libertem_live_dectris.wire import (
     build_dconfig, build_dimage_d, build_dseries_end, build_header_parts, images_per_series,
     parse_dimage_d,
@@ -84,7 +83,9 @@ class DectrisSim:
     """A DECTRIS detector control unit on 127.0.0.1 for tests, docs and benchmarks.
 
     ``path``: replay the first series of a dump file (config and series id
-    come from it). Without ``path``, a synthetic series is generated from
+    come from it), stream V1 or V2 as recorded, as fast as the receivers take
+    it (unless ``dwelltime`` or a fault is set): how the benchmarks feed a
+    receiver at a detector's rate. Without ``path``, a synthetic series is generated from
     ``shape`` (height, width), ``dtype``, ``compression``, ``frames`` (images
     per series, configured as ``exte`` with ``ntrigger=frames``), ``seed``
     and ``pool_size`` distinct frames.
@@ -177,6 +178,8 @@ class DectrisSim:
         self.source: SyntheticSource | DumpSource
         if path is not None:
             self.source = DumpSource(path)
+            if self.source.stream == "v2":
+                stream, self.channels = "v2", tuple(self.source.channels)
         elif sample == "specimen":
             from libertem_live_dectris.sim.specimen import SpecimenSource
             self.source = SpecimenSource(shape, dtype, compression, frames, scan, seed,
@@ -430,6 +433,10 @@ class DectrisSim:
                 raise RestError(400, f"already armed (series {self._current.series}); disarm first")
             c = dict(self.detector_config)
             if isinstance(self.source, DumpSource):
+                fmt = "cbor" if self.source.stream == "v2" else "legacy"
+                if self.stream_config.get("format") != fmt:
+                    raise RestError(400, f"the replayed recording is stream format {fmt!r}; "
+                                         f"set stream/api/1.8.0/config/format to {fmt!r} first")
                 series = self.source.fixed_series
                 n = self.source.n_available(c)
                 c = self.source.recorded_config
@@ -604,6 +611,8 @@ class DectrisSim:
         is_dump = isinstance(self.source, DumpSource)
         faulty = plan.kind is not None
         k = 0
+        if is_dump and not faulty and not dwell and self.data_filter is None:
+            k = self._replay(cur)
         while k < cur.n_images:
             # wait for triggers (inte/ints) or an abort
             if k >= cur.allowed:
@@ -671,6 +680,8 @@ class DectrisSim:
     # ------------------------------------------------------------ stream V2
 
     def _v2_start(self, cur: _Series) -> bytes:
+        if isinstance(self.source, DumpSource):
+            return self.source.start_message
         c = cur.config
         mask = self.pixel_mask()
         return build_start(
@@ -682,49 +693,80 @@ class DectrisSim:
 
     def _v2_image(self, cur: _Series, img: int, start_ns: int, stop_ns: int,
                   altered: FaultKind | None) -> bytes:
-        """The CBOR image message of image ``img``, each channel's pixels in
-        the series' compression (V1's bslz4 / raw bytes are V2's too; lz4 is
-        HDF5-framed in V2)."""
-        if not isinstance(self.source, SyntheticSource):
-            raise _Abort("stream V2 replays no dump files")
-        pool = len(self.source.pool)
-        key = (img % pool, str(cur.config.get("compression")), bool(cur.config.get("mask_to_zero", False)))
+        """The CBOR image message of image ``img``: recorded, or built from the
+        synthetic pool in the series' compression (each pool frame's ``data``
+        map encoded once)."""
+        if isinstance(self.source, DumpSource):
+            if altered is not None:
+                raise _Abort(f"a replayed stream V2 recording cannot be altered ({altered.value})")
+            return bytes(self.source.v2_images[img])
+        comp = str(cur.config.get("compression", "bslz4"))
+        mask_to_zero = bool(cur.config.get("mask_to_zero", False))
         if altered is None:
+            key = (img % len(self.source.pool), comp, mask_to_zero)
             cached = self._v2_cache.get(key)
             if cached is None:
-                cached = self._v2_cache[key] = cbor2.dumps(self._v2_data(cur, img, None))
+                cached = self._v2_cache[key] = cbor2.dumps(
+                    self.source.v2_data(img, comp, self.channels, mask_to_zero))
             return build_image(cur.series, img, cached, start_ns, stop_ns)
-        return build_image(cur.series, img, self._v2_data(cur, img, altered), start_ns, stop_ns)
+        return build_image(cur.series, img, self._v2_altered(cur, img, altered), start_ns, stop_ns)
 
-    def _v2_data(self, cur: _Series, img: int, altered: FaultKind | None) -> dict[str, Any]:
+    def _v2_altered(self, cur: _Series, img: int, altered: FaultKind) -> dict[str, Any]:
         assert isinstance(self.source, SyntheticSource)
         comp = str(cur.config.get("compression", "bslz4"))
-        dtype = self.source.dtype
-        shape = self.source.shape
+        src = self.source
         data = {}
         for j, ch in enumerate(self.channels):
-            frame = self.source.frame(img + j, bool(cur.config.get("mask_to_zero", False)))
-            if comp == "bslz4":
-                blob = self._v2_blob(img + j, "bslz4", cur)
-            elif comp == "lz4":
-                blob = encode_lz4_hdf5(frame)
-            else:
-                blob = frame.astype(dtype.newbyteorder("<")).tobytes()
-            dims = shape
+            blob = src.v2_blob(img + j, comp, bool(cur.config.get("mask_to_zero", False)))
+            dims = src.shape
             if altered is FaultKind.TRUNCATED_PAYLOAD:
                 blob = blob[: len(blob) // 2]
             elif altered is FaultKind.CORRUPT_PAYLOAD:
                 blob = b"\xff" * len(blob)
             elif altered is FaultKind.WRONG_FORMAT:
-                dims = (shape[0] + 8, shape[1] + 8)
-            payload = blob if comp == "none" else compressed(comp, dtype.itemsize if comp == "bslz4" else 0, blob)
-            data[ch] = mdarray(payload, dims, dtype.name)
+                dims = (dims[0] + 8, dims[1] + 8)
+            data[ch] = v2_array(blob, dims, src.dtype, comp)
         return data
 
-    def _v2_blob(self, k: int, comp: str, cur: _Series) -> bytes:
-        assert isinstance(self.source, SyntheticSource)
-        ep = self.source.encoded(comp, bool(cur.config.get("mask_to_zero", False)))
-        return ep.blobs[k % len(ep.blobs)]
+    def _replay(self, cur: _Series) -> int:
+        """Send a recorded series' images as fast as the socket takes them (a
+        detector's pace, not Python's: no per-image work beyond the send);
+        returns how many were sent. Triggers, disarm and stop are looked at
+        between batches; a full socket falls back to :meth:`_send`, which
+        waits for a receiver within ``send_timeout``."""
+        assert isinstance(self.source, DumpSource)
+        sock = self._sock_v2 if cur.v2 else self._sock
+        assert sock is not None
+        send = sock.send
+        images: list[Any] = self.source.v2_images if cur.v2 else self.source.v1_images
+        v1 = not cur.v2
+        n = cur.n_images
+        k = 0
+        while k < n and not cur.abort and not self._stop.is_set():
+            if k >= cur.allowed:
+                with self._cv:
+                    self._cv.wait_for(lambda: self._stop.is_set() or cur.abort or k < cur.allowed)
+                continue
+            first, limit = k, min(cur.allowed, n, k + 1024)
+            try:
+                while k < limit:
+                    msg = images[k]
+                    try:
+                        if v1:
+                            send(msg[0], zmq.NOBLOCK | zmq.SNDMORE)
+                            # the rest of a multipart message is queued with its first part
+                            send(msg[1], zmq.SNDMORE)
+                            send(msg[2], zmq.SNDMORE)
+                            send(msg[3])
+                        else:
+                            send(msg, zmq.NOBLOCK)
+                    except zmq.Again:
+                        self._send(msg if v1 else (msg,), cur)
+                    k += 1
+            finally:
+                self.images_sent += k - first
+                cur.next_image = k
+        return k
 
     def _drop_stream(self, linger_ms: int) -> None:
         """Close both PUSH sockets: every receiver's connection drops.  With

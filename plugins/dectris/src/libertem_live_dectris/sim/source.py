@@ -18,16 +18,18 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, Sequence
 
+import cbor2
 import numpy as np
 
-from libertem_live_dectris.sim.dump import DumpFile, DumpWriter
-from libertem_live_dectris.sim.encode import encode, encoding_for
+from libertem_live_dectris.sim.dump import DumpError, DumpFile, DumpWriter, V2DumpFile, is_v2_dump
+from libertem_live_dectris.sim.encode import encode, encode_lz4_hdf5, encoding_for
 from libertem_live_dectris.wire import (
     build_dconfig, build_dimage, build_dimage_d, build_dseries_end, build_header_parts,
     images_per_series, parse_dimage_d,
 )
+from libertem_live_dectris.wire_v2 import build_end, build_image, build_start, compressed, mdarray
 
 
 def make_frames(
@@ -194,6 +196,26 @@ class SyntheticSource:
     def n_available(self, config: dict[str, Any]) -> int:
         return images_per_series(config["trigger_mode"], config["nimages"], config["ntrigger"])
 
+    def v2_blob(self, k: int, compression: str, mask_to_zero: bool = False) -> bytes:
+        """Pixels of image ``k`` as a stream V2 array holds them: a DCU's bslz4
+        bytes are the same in V1 and V2; lz4 is in the HDF5 filter framing in V2;
+        ``none`` is little-endian pixels."""
+        if compression == "bslz4":
+            ep = self.encoded("bslz4", mask_to_zero)
+            return ep.blobs[k % len(ep.blobs)]
+        frame = self.frame(k, mask_to_zero)
+        if compression == "lz4":
+            return encode_lz4_hdf5(frame)
+        return frame.astype(self.dtype.newbyteorder("<")).tobytes()
+
+    def v2_data(self, k: int, compression: str, channels: Sequence[str],
+                mask_to_zero: bool = False) -> dict[str, Any]:
+        """The ``data`` map of image ``k``'s V2 message: channel ``j`` carries
+        image ``k + j``."""
+        return {ch: v2_array(self.v2_blob(k + j, compression, mask_to_zero), self.shape,
+                             self.dtype, compression)
+                for j, ch in enumerate(channels)}
+
     def frame(self, k: int, mask_to_zero: bool = False) -> np.ndarray:
         """Pixel data of image ``k`` of any series (pool frame ``k % pool_size``)."""
         return self.pool_for(mask_to_zero)[k % self.pool.shape[0]]
@@ -206,10 +228,17 @@ class SyntheticSource:
 
 
 class DumpSource:
-    """Replays the first series of a dump file; series id and config from it."""
+    """Replays the first series of a dump file, stream V1 or V2 (``stream``:
+    ``"legacy"`` or ``"v2"``, told from the file); series id and configuration
+    come from the recording."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = os.fspath(path)
+        self.stream = "v2" if is_v2_dump(path) else "legacy"
+        self.dump: DumpFile | V2DumpFile
+        if self.stream == "v2":
+            self._open_v2()
+            return
         self.dump = DumpFile(path)
         s = self.dump.series
         if s.config is None:
@@ -219,12 +248,46 @@ class DumpSource:
         self._config = dict(s.config.raw)
         self._images = s.images
 
+    def _open_v2(self) -> None:
+        from libertem_live_dectris.wire_v2 import loads, parse_start
+
+        self.dump = v2 = V2DumpFile(self.path)
+        try:
+            start = parse_start(loads(v2.start))
+            if not v2.images:
+                raise ValueError("no image messages recorded")
+            data = loads(v2.images[0]).get("data", {})
+            value = data[start.channels[0]].array.value
+        except (ValueError, KeyError, AttributeError, TypeError) as e:
+            v2.close()
+            raise DumpError(f"{self.path}: not a replayable stream V2 recording: {e}") from None
+        compression = getattr(value, "algorithm", "none")
+        self.fixed_series = start.series
+        self.start_message = bytes(v2.start)
+        self.channels = start.channels
+        self._v2_shape, self._v2_dtype = start.shape, start.dtype
+        self._config = default_config(start.shape, start.dtype, len(v2.images), compression)
+        for key in ("count_time", "frame_time"):
+            if isinstance(start.metadata.get(key), (int, float)):
+                self._config[key] = float(start.metadata[key])
+        self._images = v2.images  # type: ignore[assignment]
+
     def initial_config(self) -> dict[str, Any]:
         return dict(self._config)
 
     @property
     def recorded_config(self) -> dict[str, Any]:
         return dict(self._config)
+
+    @property
+    def v1_images(self) -> list[tuple[memoryview, memoryview, memoryview, memoryview]]:
+        """The recorded V1 image messages (4 parts each), in order."""
+        return self._images  # type: ignore[return-value]
+
+    @property
+    def v2_images(self) -> list[memoryview]:
+        """The recorded V2 image messages, in order (stream V2 recordings)."""
+        return self._images  # type: ignore[return-value]
 
     def image_parts(self, series: int, k: int, config: dict[str, Any]) -> tuple[bytes, bytes, bytes]:
         img = self._images[k]
@@ -239,12 +302,14 @@ class DumpSource:
     def expected_sum(self, n: int | None = None) -> np.ndarray:
         """Sum of the first ``n`` recorded images: from the ``.sum.npy`` sidecar if
         it matches, else by decoding the recording."""
-        from libertem_live_dectris.decode import DectrisDecoder
-
         n = len(self._images) if n is None else n
         side = self.path + ".sum.npy"
         if n == len(self._images) and os.path.exists(side):
             return np.load(side)
+        if self.stream == "v2":
+            return self._v2_sum(n)
+        from libertem_live_dectris.decode import DectrisDecoder
+
         total: np.ndarray | None = None
         for img in self._images[:n]:
             d = parse_dimage_d(img[1])
@@ -254,9 +319,29 @@ class DumpSource:
         assert total is not None
         return total
 
+    def _v2_sum(self, n: int) -> np.ndarray:
+        from libertem_live_dectris.decode_v2 import decode_payload
+        from libertem_live_dectris.wire_v2 import image_payload, loads
+
+        total = np.zeros(self._v2_shape, np.float64)
+        pixels = np.empty(self._v2_shape, self._v2_dtype)
+        for k, msg in enumerate(self.v2_images[:n]):
+            _, _, payload, kind = image_payload(loads(msg), self.channels[0], self._v2_shape,
+                                                self._v2_dtype, f"{self.path} message {k + 1}")
+            decode_payload(payload, kind, pixels.reshape(-1))
+            total += pixels
+        return total
+
     def close(self) -> None:
         self._images = []
         self.dump.close()
+
+
+def v2_array(blob: bytes, shape: tuple[int, int], dtype: np.dtype, compression: str) -> Any:
+    """A V2 image array around ``blob`` (tag 40, typed array, tag 56500 when compressed)."""
+    payload = blob if compression == "none" else compressed(
+        compression, dtype.itemsize if compression == "bslz4" else 0, blob)
+    return mdarray(payload, shape, dtype.name)
 
 
 def write_dump(
@@ -270,16 +355,51 @@ def write_dump(
     pool_size: int | None = None,
     header_detail: str = "basic",
     write_sum: bool = True,
+    stream: str = "legacy",
 ) -> np.ndarray:
     """Write a synthetic recording in the dump format (see :mod:`.dump`).
 
-    Layout like upstream's test file: dheader, config (``exte``,
-    ``ntrigger=frames``), 4 parts per image, dseries_end. Writes
-    ``<path>.sum.npy`` with the float64 sum over all frames (returned too),
-    which :class:`DectrisSim` uses as ``expected_sum()`` when replaying.
+    Stream V1 (``stream="legacy"``), laid out like upstream's test file:
+    dheader, config (``exte``, ``ntrigger=frames``), 4 parts per image,
+    dseries_end. Stream V2 (``stream="v2"``): the start message, one message
+    per image, the end message; the same pixels as V1 for the same arguments.
+    Writes ``<path>.sum.npy`` with the float64 sum over all frames (returned
+    too), which :class:`DectrisSim` uses as ``expected_sum()`` when replaying.
     """
+    if stream not in ("legacy", "v2"):
+        raise ValueError(f"stream must be 'legacy' or 'v2', got {stream!r}")
     src = SyntheticSource(shape, dtype, compression, frames, pool_size, seed)
     cfg = src.initial_config()
+    if stream == "v2":
+        _write_v2_dump(path, src, cfg, series)
+    else:
+        _write_v1_dump(path, src, cfg, series, header_detail)
+    total = src.expected_sum(frames)
+    if write_sum:
+        np.save(os.fspath(path) + ".sum.npy", total)
+    return total
+
+
+def _write_v2_dump(path: str | os.PathLike[str], src: SyntheticSource, cfg: dict[str, Any],
+                   series: int) -> None:
+    channels = ("threshold_1",)
+    count_ns = int(cfg["count_time"] * 1e9)
+    frame_ns = int(cfg["frame_time"] * 1e9)
+    t0 = 5_396_052_835_800
+    pool = len(src.encoded(src.compression).blobs)
+    data = [cbor2.dumps(src.v2_data(j, src.compression, channels)) for j in range(pool)]
+    with DumpWriter(path) as w:
+        w.write(build_start(series, src.frames, src.shape, src.dtype.name, channels,
+                            extra={"count_time": cfg["count_time"], "frame_time": cfg["frame_time"]}))
+        for k in range(src.frames):
+            st = t0 + k * frame_ns
+            w.write(build_image(series, k, data[k % pool], st, st + count_ns))
+        w.write(build_end(series))
+
+
+def _write_v1_dump(path: str | os.PathLike[str], src: SyntheticSource, cfg: dict[str, Any],
+                   series: int, header_detail: str) -> None:
+    frames = src.frames
     with DumpWriter(path) as w:
         w.write_all(build_header_parts(series, header_detail, cfg))
         count_ns = int(cfg["count_time"] * 1e9)
@@ -290,7 +410,3 @@ def write_dump(
             st = t0 + k * frame_ns
             w.write_all((d, dd, blob, build_dconfig(st, st + count_ns, count_ns)))
         w.write(build_dseries_end(series))
-    total = src.expected_sum(frames)
-    if write_sum:
-        np.save(os.fspath(path) + ".sum.npy", total)
-    return total
