@@ -54,7 +54,8 @@ def run_passive(ctx: Any, conn: Any, sim: DectrisSim | None, nav: tuple[int, ...
 
 @pytest.mark.parametrize("compression", ["bslz4", "lz4", "none"])
 @pytest.mark.parametrize("dtype", ["uint8", "uint16", "uint32"])
-def test_v2_ground_truth(make_sim: Any, ctx: Any, dtype: str, compression: str) -> None:
+def test_v2_ground_truth(make_sim: Any, ctx: Any, dtype: str, compression: str,
+                        receive_loop: str) -> None:
     sim = make_sim(frames=48, shape=(24, 20), dtype=dtype, compression=compression)
     with connect(ctx, sim) as conn:
         _, aq, got = run_passive(ctx, conn, sim, (6, 8))
@@ -247,7 +248,8 @@ def push(no_leaks: None) -> Iterator[tuple[zmq.Socket, int]]:
 @pytest.mark.parametrize("compression", ["bslz4", "lz4", "none"])
 @pytest.mark.parametrize("dtype", ["uint8", "uint16", "uint32"])
 def test_independent_encoder_decodes_to_ground_truth(
-        make_sim: Any, ctx: Any, push: Any, dtype: str, compression: str) -> None:
+        make_sim: Any, ctx: Any, push: Any, dtype: str, compression: str,
+        receive_loop: str) -> None:
     sock, port = push
     rest = make_sim(frames=1, shape=(8, 8))  # only its REST side is used
     rng = np.random.default_rng(3)
@@ -261,7 +263,8 @@ def test_independent_encoder_decodes_to_ground_truth(
         assert pending.format.metadata["threshold_energy"] == {"threshold_1": 6000.0}
 
 
-def test_malformed_cbor_mid_series_names_the_image(make_sim: Any, ctx: Any, push: Any) -> None:
+def test_malformed_cbor_mid_series_names_the_image(make_sim: Any, ctx: Any, push: Any,
+                                                   receive_loop: str) -> None:
     sock, port = push
     rest = make_sim(frames=1, shape=(8, 8))
     frames = np.ones((6, 8, 8), np.uint16)

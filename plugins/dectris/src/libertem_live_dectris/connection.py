@@ -124,7 +124,7 @@ class DectrisConnection(BaseConnection):
 
     # --- sockets ------------------------------------------------------------------------------
     def _connect(self) -> None:
-        zmqloop.warmup()
+        zmqloop.warmup(v2=self.stream == "v2")
         self._ctx = zmq.Context()
         self._sock = zmq_pull_socket(self._ctx, f"tcp://{self.data_host}:{self.data_port}",
                                      rcvhwm=self.rcvhwm)

@@ -95,7 +95,7 @@ class DectrisV2FanInFraming(DectrisV2Framing):
     def __init__(self, socks: Sequence[zmq.Socket], start: SeriesStartV2, nimages: int,
                  where: str, channel: str, *, early: Sequence[bytes] = (),
                  peer: PeerWatch | None = None):
-        super().__init__(socks[0], start, nimages, where, channel, peer=peer)
+        super().__init__(socks[0], start, nimages, where, channel, peer=peer, compiled=False)
         self.socks = list(socks)
         self.poller = zmq.Poller()
         for s in self.socks:

@@ -7,9 +7,10 @@ everything up to a ``start`` message (of the armed series, in active mode);
 copies that channel's still-compressed bytes once into the ring under the
 image id, with the compression form as the frame's ``aux`` value.  An
 image as expected is found by a compiled walk over its bytes
-(:mod:`.cbor_scan`, a few microseconds); anything else (start, end, other
-series, wrong shape, malformed) goes through ``cbor2.loads`` and the
-checks that word the errors.
+(:mod:`.cbor_scan`), inside a compiled receive loop that calls libzmq
+(:mod:`.zmqloop`, without the GIL and without a Python object per image);
+anything else (start, end, other series, wrong shape, malformed) goes
+through ``cbor2.loads`` and the checks that word the errors.
 """
 from __future__ import annotations
 
@@ -19,11 +20,14 @@ from typing import Any
 
 import zmq
 
+import numpy as np
+
 from libertem_live.driver import (
-    FLUSH_LATENCY_S, DuplicateFrameError, FrameGapError, FrameOrderError, PeerClosed,
-    RingWriter, zmq_recv_part,
+    FLUSH_LATENCY_S, AcquisitionError, DuplicateFrameError, FrameGapError, FrameOrderError,
+    PeerClosed, RingWriter, zmq_recv_part,
 )
 
+from libertem_live_dectris import receiver, zmqloop
 from libertem_live_dectris.cbor_scan import ImageScanner
 from libertem_live_dectris.receiver import PeerWatch
 from libertem_live_dectris.wire_v2 import (
@@ -67,7 +71,7 @@ class DectrisV2Framing:
     """The images of one stream V2 series, for the core's receive loop."""
 
     def __init__(self, sock: zmq.Socket, start: SeriesStartV2, nimages: int, where: str,
-                 channel: str, *, peer: PeerWatch | None = None):
+                 channel: str, *, peer: PeerWatch | None = None, compiled: bool | None = None):
         self.sock = sock
         self.peer = peer
         self.start = start
@@ -79,10 +83,78 @@ class DectrisV2Framing:
         self.discarded = 0
         self.frame = 0
         self.scanner = ImageScanner(channel, start.shape, start.dtype, TYPED_ARRAY_TAGS)
+        if compiled is None:
+            compiled = zmqloop.AVAILABLE and receiver.USE_COMPILED_LOOP
+        self.compiled = compiled
+        if self.compiled:
+            self._msgs, self._state, _ = zmqloop.new_buffers()
+            self._address = sock.underlying
+            h, w = start.shape
+            itemsize = start.dtype.itemsize
+            self._expect = np.array([h, w, itemsize, h * w * itemsize], np.int64)
+            self._tag_ok = np.zeros(128, np.uint8)
+            self._tag_ok[list(self.scanner.tags)] = 1
+            self._found = np.zeros(10, np.int64)
+            self._head = np.zeros(2, np.int64)
         if peer is not None:
             peer.update()
 
     def receive(self, out: RingWriter, stop: threading.Event) -> bool:
+        if self.compiled and self.frame < self.nimages:
+            return self._receive_compiled(out)
+        return self._receive_python(out)
+
+    def _receive_compiled(self, out: RingWriter) -> bool:
+        """Images the kernel vouches for go straight from libzmq's message
+        into the slot (:func:`.zmqloop.receive_images_v2`); a message it holds
+        goes through :meth:`_one`, which stores it, skips it or raises."""
+        st = self._state
+        msgs = self._msgs
+        kernel = zmqloop.receive_images_v2
+        started = time.monotonic()
+        first = self.frame
+        st[zmqloop.S_FRAME] = first
+        try:
+            while True:
+                frame = int(st[zmqloop.S_FRAME])
+                if frame >= self.nimages:
+                    return True
+                payload, table, count, fill = out.lease(frame)
+                st[zmqloop.S_COUNT] = count
+                st[zmqloop.S_FILL] = fill
+                code = kernel(self._address, msgs, st, payload, table, self.nimages, BATCH,
+                              self.series, self.scanner.channel, self._expect, self._tag_ok,
+                              self._found, self._head)
+                out.settle(int(st[zmqloop.S_COUNT]), int(st[zmqloop.S_FILL]))
+                if code == zmqloop.AGAIN:
+                    if self._more_soon(out, started, int(st[zmqloop.S_FRAME]) != first):
+                        continue
+                    return True
+                if code == zmqloop.HELD:
+                    buf = zmqloop.msg_bytes(msgs, 0)
+                    zmqloop.close_held(msgs, st)
+                    nxt = self._one(buf, int(st[zmqloop.S_FRAME]), out)
+                    if nxt < 0:
+                        return False
+                    st[zmqloop.S_FRAME] = nxt
+                    continue
+                if code == zmqloop.ERROR:
+                    errno = int(st[zmqloop.S_ERRNO])
+                    if errno == 4:  # EINTR
+                        continue
+                    raise AcquisitionError(
+                        f"receiving image {frame} of series {self.series} from {self.where} "
+                        f"failed: ZeroMQ error {errno} ({zmq.strerror(errno)}). The "
+                        "connection's socket is unusable; close the connection and open a "
+                        "new one")
+                return True  # DONE, FULL (the next lease moves on), BATCH
+        except BaseException:
+            zmqloop.close_held(msgs, st)
+            raise
+        finally:
+            self.frame = int(st[zmqloop.S_FRAME])
+
+    def _receive_python(self, out: RingWriter) -> bool:
         recv = self.sock.recv
         noblock = zmq.NOBLOCK
         put = out.put
@@ -105,23 +177,37 @@ class DectrisV2Framing:
                         put(frame, payload, form)
                         frame += 1
                         continue
-                image = self._message(buf, frame)
-                if image is None:
-                    if self.got_end:
-                        return False
-                    continue
-                image_id, payload, form = image
-                if image_id != frame:
-                    raise order_error(self.series, self.where, frame, image_id)
-                if frame >= self.nimages:
-                    raise DuplicateFrameError(
-                        f"image {image_id} of series {self.series} from {self.where} is beyond "
-                        f"the {self.nimages} images of the series")
-                put(frame, payload, form)
-                frame += 1
+                nxt = self._one(buf, frame, out)
+                if nxt < 0:
+                    return False
+                frame = nxt
             return True
         finally:
             self.frame = frame
+
+    def _one(self, buf: bytes, frame: int, out: RingWriter) -> int:
+        """A message the fast paths did not store, ``frame`` being the next
+        image: stores it if it is that image and returns the next frame,
+        skips it (returns ``frame``), returns -1 for this series' end, or
+        raises what is wrong with it."""
+        found = self.scanner.payload(buf)
+        if found is not None:
+            series, image_id, payload, form = found
+            if series == self.series and image_id == frame < self.nimages:
+                out.put(frame, payload, form)
+                return frame + 1
+        image = self._message(buf, frame)
+        if image is None:
+            return -1 if self.got_end else frame
+        image_id, payload, form = image
+        if image_id != frame:
+            raise order_error(self.series, self.where, frame, image_id)
+        if frame >= self.nimages:
+            raise DuplicateFrameError(
+                f"image {image_id} of series {self.series} from {self.where} is beyond "
+                f"the {self.nimages} images of the series")
+        out.put(frame, payload, form)
+        return frame + 1
 
     def _message(self, buf: bytes, frame: int) -> tuple[int, Any, int] | None:
         """A message the fast path did not take, decoded with cbor2: an image

@@ -19,6 +19,12 @@ raises or learns new prefixes, and calls the kernel again, which then
 stores the held image first.  So there is one set of rules, in Python, and
 a fast path that only ever says "same as before".
 
+Stream V2 has its own kernel, :func:`receive_images_v2`: one single-part
+CBOR message per image, walked in place (the message's bytes inside libzmq,
+no copy) by :mod:`.cbor_scan`'s compiled scan; an image of the series, the
+next one, of the expected shape, type and compression has its channel's
+bytes copied into the slot, anything else is held for Python the same way.
+
 If libzmq's symbols cannot be found (another pyzmq build), ``AVAILABLE`` is
 False and the receiver uses its Python loop.
 """
@@ -29,9 +35,12 @@ import logging
 from typing import Any
 
 import numpy as np
-from numba import njit, types
+from numba import carray, njit, types
+from numba.extending import intrinsic
 
 from libertem_live.driver import FRAME_ALIGN  # frozen into the cached kernel
+
+from libertem_live_dectris import cbor_scan
 
 log = logging.getLogger(__name__)
 
@@ -239,12 +248,92 @@ if AVAILABLE:
         return DONE
 
 
-def warmup() -> None:
-    """Compile the kernel (about a second) before the first series arrives."""
+    @intrinsic
+    def _bytes_at(typingctx, address):  # type: ignore[no-untyped-def]
+        """The integer ``address`` as a uint8 pointer (for ``carray``)."""
+        sig = types.CPointer(types.uint8)(address)
+
+        def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+            return builder.inttoptr(args[0], context.get_value_type(types.CPointer(types.uint8)))
+        return sig, codegen
+
+    @njit(nogil=True, cache=True)
+    def receive_images_v2(sock: int, msgs: np.ndarray, state: np.ndarray, payload: np.ndarray,
+                          table: np.ndarray, nimages: int, batch: int, series: int,
+                          channel: np.ndarray, expect: np.ndarray, tag_ok: np.ndarray,
+                          found: np.ndarray, head: np.ndarray) -> int:
+        """Receive stream V2 images into one ring slot until something needs
+        Python; return codes and ``state`` as :func:`receive_images`.
+
+        ``expect``: (height, width, itemsize, raw byte count) of the channel's
+        array; ``tag_ok[t]``: typed-array tag ``t`` has the series' pixel
+        type; ``found`` / ``head``: the scan's result and scratch arrays.  A
+        message is stored only if the scan found the channel's array in it,
+        it belongs to ``series``, is the next image and matches ``expect``;
+        its ``aux`` is the compression (the decoder's kind).
+        """
+        base = msgs.ctypes.data
+        max_frames = table.shape[1]
+        room = payload.shape[0]
+        pbase = payload.ctypes.data
+        stored = 0
+        while state[S_FRAME] < nimages:
+            count = state[S_COUNT]
+            if count >= max_frames:
+                return FULL
+            if stored >= batch:
+                return BATCH
+            if state[S_HELD] == 0:
+                e = _recv_part(base, sock, 1)
+                if e != 0:
+                    if e == _EAGAIN:
+                        return AGAIN
+                    state[S_ERRNO] = e
+                    return ERROR
+                state[S_HELD] = 1
+                if _more(base):
+                    return HELD  # not a V2 message: Python reads the parts one by one
+            data = _data(base)
+            buf = carray(_bytes_at(data), (_size(base),))
+            cbor_scan._scan(buf, channel, found, head)
+            tag = found[cbor_scan.TYPED_TAG]
+            alg = found[cbor_scan.ALGORITHM]
+            length = found[cbor_scan.LENGTH]
+            if (found[cbor_scan.STATUS] != cbor_scan.FOUND or found[cbor_scan.SERIES] != series
+                    or found[cbor_scan.IMAGE_ID] != state[S_FRAME]
+                    or found[cbor_scan.DIM0] != expect[0] or found[cbor_scan.DIM1] != expect[1]
+                    or tag < 0 or tag >= tag_ok.shape[0] or tag_ok[tag] == 0
+                    or (alg == cbor_scan.ALG_BSLZ4 and found[cbor_scan.ELEM_SIZE] != expect[2])
+                    or (alg == cbor_scan.ALG_NONE and length != expect[3])):
+                return HELD
+            fill = state[S_FILL]
+            if fill + length > room:
+                return HELD
+            _memcpy(pbase + fill, data + found[cbor_scan.OFFSET], length)
+            table[0, count] = fill
+            table[1, count] = length
+            table[2, count] = alg
+            _close(base)
+            state[S_HELD] = 0
+            state[S_COUNT] = count + 1
+            state[S_FILL] = (fill + length + FRAME_ALIGN - 1) // FRAME_ALIGN * FRAME_ALIGN
+            state[S_FRAME] += 1
+            stored += 1
+        return DONE
+
+
+def warmup(v2: bool = False) -> None:
+    """Compile the kernel (about a second; stream V2's with ``v2``) before
+    the first series arrives."""
     if not AVAILABLE:
         return
     msgs, state, scratch = new_buffers()
     state[S_FRAME] = 1
-    receive_images(0, msgs, scratch, state, np.zeros(16, np.uint8),
-                   np.zeros((3, 1), np.int64), 0, 1, np.zeros(1, np.uint8),
-                   np.zeros(1, np.uint8))
+    table = np.zeros((3, 1), np.int64)
+    if v2:
+        receive_images_v2(0, msgs, state, np.zeros(16, np.uint8), table, 0, 1, 0,
+                          np.zeros(1, np.uint8), np.zeros(4, np.int64), np.zeros(1, np.uint8),
+                          np.zeros(10, np.int64), np.zeros(2, np.int64))
+        return
+    receive_images(0, msgs, scratch, state, np.zeros(16, np.uint8), table, 0, 1,
+                   np.zeros(1, np.uint8), np.zeros(1, np.uint8))
