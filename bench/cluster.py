@@ -8,8 +8,12 @@ a whole scan with
   per core, frames read from the shared-memory ring);
 * ``dask1`` / ``dask2``: a cluster of real processes (``dask scheduler`` and
   1 or 2 ``dask worker`` processes, one thread each) over loopback TCP, and
-  ``LiveContext(executor=DaskJobExecutor.connect(address))``: every
-  partition's frames travel compressed inside its task to a worker.
+  ``LiveContext(executor=DaskJobExecutor.connect(address))``: the workers,
+  on this machine, read the frames from the ring (tasks carry slot
+  references only);
+* ``dask1-packed`` / ``dask2-packed``: the same with ``locality`` off, as
+  for workers on other machines: every partition's frames travel
+  compressed inside its task.
 
 Each configuration runs in a fresh process; a warm-up acquisition, then
 ``--repeat`` timed ones (make_acquisition to result, REST arm included);
@@ -33,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-CONFIGS = ("local", "dask1", "dask2")
+CONFIGS = ("local", "dask1", "dask2", "dask1-packed", "dask2-packed")
 
 
 def _dump(shape: int, frames: int) -> str:
@@ -68,8 +72,9 @@ def one(config: str, dump: str, nav: tuple[int, int], repeat: int,
             from libertem.executor.dask import DaskJobExecutor
 
             from libertem_live.cluster.processes import ProcessCluster
-            cluster = ProcessCluster(workers=int(config[-1])).__enter__()
+            cluster = ProcessCluster(workers=int(config[4])).__enter__()
             ctx = LiveContext(executor=DaskJobExecutor.connect(cluster.address))
+            ctx.executor.locality = not config.endswith("-packed")
         try:
             with ctx.make_connection("dectris").open(
                     api_host="127.0.0.1", api_port=ports["api_port"],
@@ -111,6 +116,8 @@ def one(config: str, dump: str, nav: tuple[int, int], repeat: int,
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--config", choices=CONFIGS + ("all",), default="all")
+    p.add_argument("--configs", nargs="+", choices=CONFIGS, default=CONFIGS,
+                   help="the configurations to compare (with --config all)")
     p.add_argument("--shape", type=int, default=512)
     p.add_argument("--nav", type=int, nargs=2, default=(64, 64))
     p.add_argument("--repeat", type=int, default=3)
@@ -125,9 +132,10 @@ def main() -> None:
     if a.config != "all":
         print(json.dumps(one(a.config, dump, tuple(a.nav), a.repeat, a.fpp)), flush=True)
         return
-    samples: dict[str, list[dict]] = {c: [] for c in CONFIGS}
+    configs = tuple(a.configs)
+    samples: dict[str, list[dict]] = {c: [] for c in configs}
     for _round in range(a.rounds):
-        for config in CONFIGS:
+        for config in configs:
             proc = subprocess.run(
                 [sys.executable, __file__, "--config", config, "--dump", dump, "--nav",
                  *map(str, a.nav), "--repeat", str(a.repeat),
@@ -139,7 +147,7 @@ def main() -> None:
                 raise SystemExit(f"configuration {config} failed")
             samples[config].append(got[-1])
     rows = []
-    for config in CONFIGS:
+    for config in configs:
         runs = samples[config]
         fps = sorted(f for r in runs for f in r["fps_all"])
         row = {**runs[-1], "fps_median": fps[len(fps) // 2], "fps_min": fps[0],
@@ -148,10 +156,10 @@ def main() -> None:
         print(json.dumps(row), flush=True)
         rows.append(row)
     local = rows[0]["fps_median"]
-    print(f"{'config':7} {'frames/s':>9} {'min-max':>13} {'vs local':>8} {'B/frame':>9} "
+    print(f"{'config':12} {'frames/s':>9} {'min-max':>13} {'vs ' + rows[0]['config']:>8} {'B/frame':>9} "
           f"{'send us/frame':>13} ok")
     for r in rows:
-        print(f"{r['config']:7} {r['fps_median']:>9} {r['fps_min']:>6}-{r['fps_max']:<6} "
+        print(f"{r['config']:12} {r['fps_median']:>9} {r['fps_min']:>6}-{r['fps_max']:<6} "
               f"{r['fps_median'] / local:>7.0%} {r['bytes_per_frame'] or '-':>9} "
               f"{r['main_send_us_per_frame'] or '-':>13} {r['result_ok']}")
 

@@ -1,4 +1,5 @@
-"""Packing a partition's frames out of the ring for a remote worker: every
+"""Packing a partition's frames out of the ring for a remote worker (or
+holding them there for a worker on this machine): every
 frame's bytes and aux word as the receiver wrote them (frames of varying
 size, records shared by several frames, partitions that span slots or start
 mid-slot, frames a ROI skipped), the ring given back, and the bytes aligned
@@ -79,3 +80,34 @@ def test_unpickled_payload_is_aligned() -> None:
     back = pickle.loads(memoryview(shifted))
     assert back.payload.ctypes.data % PAYLOAD_ALIGN == 0
     assert _frames_of(back) == truth
+
+
+def test_taken_by_reference_until_released() -> None:
+    """``take`` hands out the ring pieces of a partition for a worker on this
+    machine: the frames stay in their slots (held) until ``release``; a
+    partition spread over more than ``max_slots`` slots is copied out and
+    its slots freed instead, as ``pack`` does."""
+    stream, truth = _stream(50)
+    try:
+        packer = FramePacker(stream)
+        views = stream.ring.views
+        held = packer.take(0, 13, max_slots=4)
+        assert isinstance(held, list)
+        got = {}
+        for slot, lo, hi, first, _gen in held:
+            for j in range(lo, hi):
+                o, s, a = (int(x) for x in views.table[slot, :, j])
+                got[first + j - lo] = (views.payload[slot, o:o + s].tobytes(), a)
+        assert got == {i: truth[i] for i in range(13)}
+        assert not stream.ring.idle(), "held pieces keep their slots"
+        spilled = packer.take(13, 40, max_slots=1)
+        assert isinstance(spilled, PackedFrames)
+        assert (spilled.first, spilled.count) == (13, 27)
+        assert _frames_of(spilled) == {i: truth[i] for i in range(13, 40)}
+        assert _frames_of(packer.pack(40, 50)) == {i: truth[i] for i in range(40, 50)}
+        assert not stream.ring.idle()
+        packer.release(held)
+        assert stream.ring.idle(), "every slot is free once the held pieces were released"
+        assert stream.ledger.snapshot().dispatched == 50
+    finally:
+        stream.close()

@@ -1,8 +1,9 @@
 """DECTRIS bitshuffle-LZ4 frames processed on a real dask.distributed cluster
-(scheduler and worker processes over loopback TCP): the frames travel to the
-worker compressed, as the detector sent them, and are decoded there by the
-driver's decoder; SumUDF and SumSigUDF equal the simulator's ground truth
-exactly."""
+(scheduler and worker processes over loopback TCP): the worker, on this
+machine, reads the frames from the ring by reference, or gets them packed
+into its task compressed, as the detector sent them (as a worker on another
+machine would), and decodes them with the driver's decoder; SumUDF and
+SumSigUDF equal the simulator's ground truth exactly."""
 from __future__ import annotations
 
 import math
@@ -39,13 +40,15 @@ def cluster_ctx(start_sim: Any, cluster: ProcessCluster) -> Iterator[LiveContext
         ctx.close()
 
 
+@pytest.mark.parametrize("path", ["ring", "packed"])
 def test_bslz4_uint16_on_cluster(start_sim: Callable[..., DectrisSim],
-                                 cluster_ctx: LiveContext) -> None:
+                                 cluster_ctx: LiveContext, path: str) -> None:
     nav = (16, 24)
     n = math.prod(nav)
     sim = start_sim(frames=n, shape=(128, 96), dtype="uint16", compression="bslz4",
                     pool_size=16)
     ctx = cluster_ctx
+    ctx.executor.locality = path == "ring"
     with ctx.make_connection("dectris").open(
             api_host="127.0.0.1", api_port=sim.port, data_host="127.0.0.1",
             data_port=sim.zmqport, timeout=TIMEOUT) as conn:
@@ -58,3 +61,5 @@ def test_bslz4_uint16_on_cluster(start_sim: Callable[..., DectrisSim],
     assert np.array_equal(res[1]["intensity"].data, per_frame)
     assert (snap.received, snap.dispatched, snap.decoded, snap.processed, snap.missing) == (
         n, n, n, n, 0), snap
+    assert sum(ctx.executor.frames_by_worker.values()) == n  # decoded on the worker
+    assert ctx.executor.frames_by_reference == (n if path == "ring" else 0)

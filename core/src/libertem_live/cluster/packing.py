@@ -17,12 +17,15 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
 from libertem_live.transport.ring import AUX, FRAME_ALIGN, OFFSET, SIZE, Stack, frame_aligned
 from libertem_live.transport.stream import FrameStream
+
+#: (slot, lo, hi, first frame index, generation) of frames held in the ring.
+Piece = tuple[int, int, int, int, int]
 
 #: Alignment of the payload a worker decodes from (a cache line): the bytes
 #: arrive in whatever buffer the network layer allocated, and compiled
@@ -83,22 +86,17 @@ class FramePacker:
         self.busy_s = 0.0
         """Seconds spent copying frames (waits for them excluded)."""
 
-    def _next_stack(self, check: Callable[[], None] | None) -> Stack:
+    def _next_stack(self, check: Callable[[], None] | None, check_every: float) -> Stack:
         if self._current is None or self._used == self._current.count:
-            self._current = self.stream.next_stack(check=check)
+            self._current = self.stream.next_stack(check=check, check_every=check_every)
             self._used = 0
         return self._current
 
-    def pack(self, start: int, stop: int,
-             check: Callable[[], None] | None = None) -> PackedFrames:
-        """Frames ``start .. stop - 1``, waiting for them as long as the
-        stream's timeout allows (raises the stream's error if it failed or
-        ended early).  ``check`` runs while waiting and may raise."""
-        stream = self.stream
-        ring = stream.ring
-        pieces: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+    def _pieces(self, start: int, stop: int, check: Callable[[], None] | None,
+                check_every: float) -> Iterator[Piece]:
+        ring = self.stream.ring
         while self._cursor < stop:
-            st = self._next_stack(check)
+            st = self._next_stack(check, check_every)
             lo = self._used
             if self._cursor < start:
                 skip = min(st.count - lo, start - self._cursor)
@@ -106,24 +104,75 @@ class FramePacker:
                 self._used += skip
                 self._cursor += skip
                 continue
-            t0 = time.perf_counter()
             n = min(st.count - lo, stop - self._cursor)
-            hi = lo + n
-            table = ring.views.table[st.slot]
+            first = self._cursor
+            self._used = lo + n
+            self._cursor += n
+            self.stream.ledger.add(dispatched=n)
+            yield (st.slot, lo, lo + n, first, st.gen)
+
+    def take(self, start: int, stop: int, check: Callable[[], None] | None = None,
+             check_every: float = 0.25, max_slots: int | None = None
+             ) -> list[Piece] | PackedFrames:
+        """The ring pieces holding frames ``start .. stop - 1``, still held
+        (give them back with :meth:`release`), waiting for them as long as
+        the stream's timeout allows (raises the stream's error if it failed
+        or ended early).  ``check`` runs every ``check_every`` seconds while
+        waiting and may raise.  A partition spread over more than
+        ``max_slots`` slots is copied out instead (the ring could not hold
+        it while others are held) and comes back as :class:`PackedFrames`."""
+        held: list[Piece] = []
+        copied: list[PackedFrames] = []
+        try:
+            for piece in self._pieces(start, stop, check, check_every):
+                held.append(piece)
+                if max_slots is not None and len({p[0] for p in held}) > max_slots:
+                    copied.append(self.copy(held[0][3], held))
+                    self.release(held)
+                    held = []
+                    max_slots = 0  # copy the rest too
+        except BaseException:
+            self.release(held)
+            raise
+        if not copied:
+            return held
+        if held:
+            copied.append(self.copy(held[0][3], held))
+            self.release(held)
+        return _concat(start, copied)
+
+    def copy(self, first: int, pieces: list[Piece]) -> PackedFrames:
+        """The frames of ``pieces`` (held, frame ``first`` onwards) copied
+        into one buffer; the pieces stay held."""
+        t0 = time.perf_counter()
+        views = self.stream.ring.views
+        parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+        for slot, lo, hi, _first, _gen in pieces:
+            table = views.table[slot]
             offsets = table[OFFSET, lo:hi]
             sizes = table[SIZE, lo:hi]
             span_lo = int(offsets.min())
             span_hi = int((offsets + sizes).max())
-            data = ring.views.payload[st.slot, span_lo:span_hi].copy()
-            pieces.append((data, offsets - span_lo, sizes.copy(), table[AUX, lo:hi].copy()))
-            ring.release(st.slot, lo, hi, st.gen)
-            self._used = hi
-            self._cursor += n
-            stream.ledger.add(dispatched=n)
-            self.busy_s += time.perf_counter() - t0
-        t0 = time.perf_counter()
-        packed = _join(start, pieces)
+            data = views.payload[slot, span_lo:span_hi].copy()
+            parts.append((data, offsets - span_lo, sizes.copy(), table[AUX, lo:hi].copy()))
+        packed = _join(first, parts)
         self.busy_s += time.perf_counter() - t0
+        return packed
+
+    def release(self, pieces: list[Piece]) -> None:
+        """Give held pieces back to the ring (the receiver may refill them)."""
+        ring = self.stream.ring
+        for slot, lo, hi, _first, gen in pieces:
+            ring.release(slot, lo, hi, gen)
+
+    def pack(self, start: int, stop: int, check: Callable[[], None] | None = None,
+             check_every: float = 0.25) -> PackedFrames:
+        """Frames ``start .. stop - 1`` copied out of the ring, whose slots
+        are given back as soon as they are copied (see :meth:`take` for the
+        waiting)."""
+        packed = self.take(start, stop, check, check_every, max_slots=0)
+        if isinstance(packed, list):  # no frames
+            return _join(start, [])
         return packed
 
     def release_rest(self) -> None:
@@ -132,6 +181,12 @@ class FramePacker:
         if st is not None and self._used < st.count:
             self.stream.ring.release(st.slot, self._used, st.count, st.gen)
             self._used = st.count
+
+
+def _concat(first: int, parts: list[PackedFrames]) -> PackedFrames:
+    if len(parts) == 1:
+        return parts[0]
+    return _join(first, [(p.payload, p.offsets, p.sizes, p.aux) for p in parts])
 
 
 def _join(first: int, pieces: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]

@@ -120,7 +120,7 @@ class ClusterWatch:
         if self._no_worker_since is None:
             self._no_worker_since = now
         if now - self._no_worker_since > NO_WORKER_TIMEOUT_S:
-            pending = ", ".join(sorted(set(keys.values()), key=_first_frame)) or "none"
+            pending = ", ".join(sorted(set(keys.values()), key=first_frame)) or "none"
             raise WorkerDiedError(
                 f"no worker left in the dask cluster at {self.address} for "
                 f"{NO_WORKER_TIMEOUT_S:g} s; lost: {lost_words(self.left)}; "
@@ -128,7 +128,8 @@ class ClusterWatch:
                 f"(`dask worker {self.address}`) and run the acquisition again")
 
 
-def _first_frame(words: str) -> int:
+def first_frame(words: str) -> int:
+    """The first frame of ``frames_of``'s words (to sort them)."""
     try:
         return int(words.split()[1].split("..")[0])
     except (IndexError, ValueError):
