@@ -169,25 +169,17 @@ class LivePartition(Partition):
         the ledger counts them) or skipped (outside the ROI): once given back,
         the receiver may reuse the slot, so nothing here touches it again.
         The decoded count is checked at the end."""
-        decoded = 0
-        fill = 0
+        tiler = Tiler(self, depth, select_all)
         for spec, pieces in messages(self._worker_context.get_worker_queue()):
             for slot, lo, hi, first, gen in pieces:
                 views = attach(spec)
                 picked: list[np.ndarray] = []
-                pos = lo
-                while pos < hi:
-                    sel = None
-                    if select_all is not None:
-                        rel = first - self._start + (pos - lo)
-                        sel = np.flatnonzero(select_all[rel:rel + (hi - pos)])[:depth - fill]
-                        if len(sel) == 0:
-                            break
-                        step = int(sel[-1]) + 1
-                        k = len(sel)
-                    else:
-                        step = k = min(depth - fill, hi - pos)
-                    yield (spec, slot, pos, pos + step, first + pos - lo, sel, k)
+                for step in tiler.runs(lo, hi, first):
+                    if step is None:
+                        yield None
+                        continue
+                    pos, end, sel, k = step
+                    yield (spec, slot, pos, end, first + pos - lo, sel, k)
                     if views.generation[slot] != gen:
                         raise AcquisitionError(
                             f"ring slot {slot} was taken by the receiver again before "
@@ -197,19 +189,58 @@ class LivePartition(Partition):
                         )
                     if sel is not None:
                         picked.append(pos + sel)
-                    fill += k
-                    pos += step
-                    decoded += k
-                    if fill == depth:
-                        yield None
-                        fill = 0
                 views.finish(slot, lo, hi, gen, None if select_all is None else picked)
-        if fill:
+        yield from tiler.end()
+
+
+class Tiler:
+    """Cuts a partition's runs of frames into the steps that fill tiles of
+    ``depth`` frames, keeping only the frames the ROI selects; every way a
+    partition reads its frames (ring, packed, by reference) walks with one.
+
+    :meth:`runs` gives ``(pos, end, selected rows or None, frame count)``
+    for rows ``pos..end`` of a run, or None where a tile is full; the caller
+    decodes a step before it asks for the next.  :meth:`end` closes the last
+    tile and checks that every selected frame was decoded."""
+
+    def __init__(self, part: LivePartition, depth: int, select_all: np.ndarray | None):
+        self.start, self.stop = part._start, part._stop
+        self.depth = depth
+        self.select_all = select_all
+        self.fill = 0
+        self.decoded = 0
+
+    def runs(self, lo: int, hi: int, first: int) -> Iterator[tuple[int, int, Any, int] | None]:
+        """Steps over rows ``lo..hi`` of a run whose row ``lo`` is frame ``first``."""
+        depth, select_all = self.depth, self.select_all
+        pos = lo
+        while pos < hi:
+            sel = None
+            if select_all is not None:
+                rel = first - self.start + (pos - lo)
+                sel = np.flatnonzero(select_all[rel:rel + (hi - pos)])[:depth - self.fill]
+                if len(sel) == 0:
+                    break
+                step = int(sel[-1]) + 1
+                k = len(sel)
+            else:
+                step = k = min(depth - self.fill, hi - pos)
+            yield (pos, pos + step, sel, k)
+            self.fill += k
+            pos += step
+            self.decoded += k
+            if self.fill == depth:
+                yield None
+                self.fill = 0
+
+    def end(self) -> Iterator[None]:
+        if self.fill:
             yield None
-        expected = self._stop - self._start if select_all is None else int(select_all.sum())
-        if decoded != expected:
+        expected = (self.stop - self.start if self.select_all is None
+                    else int(self.select_all.sum()))
+        if self.decoded != expected:
             raise AcquisitionError(
-                f"partition of frames {self._start}..{self._stop - 1} decoded {decoded} "
+                f"partition of frames {self.start}..{self.stop - 1} decoded {self.decoded} "
                 f"frames, expected {expected}"
             )
 

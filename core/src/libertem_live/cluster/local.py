@@ -22,7 +22,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from libertem_live.acquisition import LivePartition
+from libertem_live.acquisition import LivePartition, Tiler
 from libertem_live.cluster.packing import Piece
 from libertem_live.errors import AcquisitionError
 from libertem_live.transport.ring import RingSpec, attach
@@ -59,41 +59,21 @@ class RingRefPartition(LivePartition):
         """Like :meth:`LivePartition._walk` over the given pieces, but the
         frames are not marked consumed (the main process gives them back)."""
         spec = self._spec
-        decoded = 0
-        fill = 0
+        tiler = Tiler(self, depth, select_all)
         for slot, lo, hi, first, gen in self._pieces:
             views = attach(spec)
             if views.generation[slot] != gen:
                 raise _refilled(slot, first, hi - lo)
-            pos = lo
-            while pos < hi:
-                sel = None
-                if select_all is not None:
-                    rel = first - self._start + (pos - lo)
-                    sel = np.flatnonzero(select_all[rel:rel + (hi - pos)])[:depth - fill]
-                    if len(sel) == 0:
-                        break
-                    step = int(sel[-1]) + 1
-                    k = len(sel)
-                else:
-                    step = k = min(depth - fill, hi - pos)
-                yield (spec, slot, pos, pos + step, first + pos - lo, sel, k)
+            for step in tiler.runs(lo, hi, first):
+                if step is None:
+                    yield None
+                    continue
+                pos, end, sel, k = step
+                yield (spec, slot, pos, end, first + pos - lo, sel, k)
                 if views.generation[slot] != gen:
                     raise _refilled(slot, first, hi - lo)
-                fill += k
-                pos += step
-                decoded += k
-                if fill == depth:
-                    yield None
-                    fill = 0
-        if fill:
-            yield None
-        self.decoded = decoded
-        expected = self._stop - self._start if select_all is None else int(select_all.sum())
-        if decoded != expected:
-            raise AcquisitionError(
-                f"partition of frames {self._start}..{self._stop - 1} decoded {decoded} "
-                f"frames, expected {expected}")
+        yield from tiler.end()
+        self.decoded = tiler.decoded
 
 
 def _refilled(slot: int, first: int, count: int) -> AcquisitionError:

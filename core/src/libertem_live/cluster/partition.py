@@ -13,7 +13,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from libertem_live.acquisition import LivePartition
+from libertem_live.acquisition import LivePartition, Tiler
 from libertem_live.cluster.packing import PackedFrames
 from libertem_live.errors import AcquisitionError, DecodeError
 from libertem_live.transport.reader import _decode_error
@@ -38,36 +38,15 @@ class PackedLivePartition(LivePartition):
         """Like :meth:`LivePartition._walk`, over the one run of packed frames
         (nothing to give back: the ring slots were freed when they were packed)."""
         frames = self._frames
-        first = frames.first
-        hi = frames.count
-        decoded = 0
-        fill = 0
-        pos = 0
-        while pos < hi:
-            sel = None
-            if select_all is not None:
-                sel = np.flatnonzero(select_all[pos:hi])[:depth - fill]
-                if len(sel) == 0:
-                    break
-                step = int(sel[-1]) + 1
-                k = len(sel)
-            else:
-                step = k = min(depth - fill, hi - pos)
-            yield (frames, None, pos, pos + step, first + pos, sel, k)
-            fill += k
-            pos += step
-            decoded += k
-            if fill == depth:
+        tiler = Tiler(self, depth, select_all)
+        for step in tiler.runs(0, frames.count, frames.first):
+            if step is None:
                 yield None
-                fill = 0
-        if fill:
-            yield None
-        self.decoded = decoded
-        expected = hi if select_all is None else int(select_all.sum())
-        if decoded != expected:
-            raise AcquisitionError(
-                f"partition of frames {self._start}..{self._stop - 1} decoded {decoded} "
-                f"frames, expected {expected}")
+                continue
+            pos, end, sel, k = step
+            yield (frames, None, pos, end, frames.first + pos, sel, k)
+        yield from tiler.end()
+        self.decoded = tiler.decoded
 
     @staticmethod
     def _rows(frames: PackedFrames, lo: int, hi: int, select: np.ndarray | None
