@@ -4,7 +4,8 @@ a page, and bytes per update; 512 x 512 DECTRIS frames from the simulator
 (u16, bslz4), default executor (a worker process per core).
 
     python plugins/dashboard/bench/bench_dashboard.py --nav 64 --repeats 5 \\
-        [--max-fps 60] [--sum-fps 2] [--nice 10] [--frames-per-partition 16] [--json out.json]
+        [--paced-repeats 3] [--paced-fraction 0.75] [--max-fps 60] [--sum-fps 2] [--nice 10]
+        [--frames-per-partition 16] [--json out.json]
 
 Frames/s: the three conditions in one run, alternating (0, 1, 3 pages, the
 order rotated each repeat), ``--scans`` scans each time, the median over all
@@ -18,6 +19,16 @@ per wall second) for the acquisition's process (and within it the
 dashboard's server threads), the worker processes and Chromium, and as CPU
 seconds per scan: their sum per scan predicts the ratio of frames/s on a
 machine the acquisition alone keeps busy, whatever else runs here.
+
+Paced (``--paced-repeats``): the same alternation with the simulator paced
+like a detector at ``--paced-fraction`` (0.75) of the median rate measured
+without a page in the same run: whether the acquisition still keeps the
+detector's rate with pages open (scan time against the detector's, frames
+missing, time the receiver was blocked on a full ring).  Besides the
+CPU-per-scan prediction, a prediction from cores: pages and server cost per
+wall second (they pace themselves), so on ``cpus`` cores that the
+acquisition alone keeps busy, k pages leave it ``cpus`` minus their cores.
+The 1-minute load average (other processes) is recorded for each block.
 
 Latency: the simulator paced (``--latency-dwell`` us per frame; by default
 60 % of the rate measured without a page: a detector the acquisition keeps
@@ -135,7 +146,16 @@ def main() -> None:
     ap.add_argument("--latency-dwell", type=float, default=None,
                     help="simulator dwell time (us per frame) for the latency runs; default: "
                          "frames at 60 %% of the median rate measured without a page")
-    ap.add_argument("--latency-scans", type=int, default=2)
+    ap.add_argument("--latency-scans", type=int, default=2, help="0: no latency runs")
+    ap.add_argument("--paced-repeats", type=int, default=3,
+                    help="rounds over the three conditions with the simulator paced like a "
+                         "detector (0: none)")
+    ap.add_argument("--paced-fraction", type=float, default=0.75,
+                    help="the paced detector's rate as a fraction of the median rate "
+                         "measured without a page in the same run")
+    ap.add_argument("--paced-fps", type=float, default=None,
+                    help="the paced detector's rate in frames/s (instead of --paced-fraction), "
+                         "to compare runs at the same rate")
     ap.add_argument("--frames-per-partition", type=int, default=None)
     ap.add_argument("--json", default=None, help="also write the report here")
     args = ap.parse_args()
@@ -193,76 +213,128 @@ def show(drivers: list[Any], dash: Dashboard, k: int) -> None:
                  60, "a page to draw")
 
 
-def run(args: Any, n: int, sim: Any, dash: Dashboard, runner: Runner,
-        drivers: list[Any]) -> dict[str, Any]:
-    def scan() -> float:
+def alternate(args: Any, sim: Any, dash: Dashboard, runner: Runner, drivers: list[Any],
+              clock: CpuClock, repeats: int, dwell_us: float | None, n: int
+              ) -> dict[str, Any]:
+    """The three conditions alternating for ``repeats`` rounds, ``args.scans``
+    scans each; ``dwell_us`` paces the simulator (None: as fast as it can)."""
+    def scan() -> dict[str, float]:
         failed = len(runner.errors)
         runner.run_once()
         if len(runner.errors) > failed:
             raise SystemExit(f"a scan failed: {runner.errors[-1]}")
         snap = dash.state.snapshots()[-1]
-        if not snap.status.startswith("complete") or snap.ledger.missing:
+        if not snap.status.startswith("complete"):
             raise SystemExit(f"a scan did not complete: {snap.status}, {snap.ledger_dict()}")
-        return float(snap.fps)
+        led = snap.ledger
+        return {"fps": float(snap.fps), "elapsed_s": float(snap.elapsed_s),
+                "missing": int(led.missing), "blocked_s": float(led.blocked_s)}
 
-    clock = CpuClock(drivers)
-    show(drivers, dash, 0)
-    scan()
-    show(drivers, dash, 3)
-    scan()
-    fps: dict[int, list[float]] = {k: [] for k in CONDITIONS}
-    cpu: dict[int, list[dict[str, float]]] = {k: [] for k in CONDITIONS}
-    sent: dict[int, list[tuple[int, int]]] = {k: [] for k in CONDITIONS}
-    wall = {k: 0.0 for k in CONDITIONS}
-    per_scan: dict[int, list[dict[str, float]]] = {k: [] for k in CONDITIONS}
-    for r in range(args.repeats):
-        order = CONDITIONS[r % 3:] + CONDITIONS[:r % 3]
-        for k in order:
-            show(drivers, dash, k)
-            start = {id(c): (c.bytes_sent, c.updates_sent) for c in dash.server.clients}
-            c0, t0 = clock.read(), time.monotonic()
-            for _ in range(args.scans):
-                fps[k].append(scan())
-            dt = time.monotonic() - t0
-            wall[k] += dt
-            used = CpuClock.seconds(c0, clock.read())
-            cpu[k].append({g: round(v / dt, 3) for g, v in used.items()})
-            per_scan[k].append({g: v / args.scans for g, v in used.items()})
-            for c in dash.server.clients:
-                b, u = start.get(id(c), (0, 0))
-                sent[k].append((c.bytes_sent - b, c.updates_sent - u))
-            print(f"round {r + 1}: {k} pages {statistics.median(fps[k][-args.scans:]):.0f} "
-                  f"frames/s, cores {cpu[k][-1]}", file=sys.stderr, flush=True)
-    med = {k: statistics.median(v) for k, v in fps.items()}
-    report: dict[str, Any] = {
-        "frames": f"{args.nav}x{args.nav} scan of {args.sig}x{args.sig} u16 bslz4",
-        "max_fps": args.max_fps, "sum_fps": args.sum_fps, "chromium_nice": args.nice,
-        "cpus": os.cpu_count(),
+    sim.dwelltime = dwell_us
+    try:
+        scans: dict[int, list[dict[str, float]]] = {k: [] for k in CONDITIONS}
+        cores: dict[int, list[dict[str, float]]] = {k: [] for k in CONDITIONS}
+        per_scan: dict[int, list[dict[str, float]]] = {k: [] for k in CONDITIONS}
+        sent: dict[int, list[tuple[int, int]]] = {k: [] for k in CONDITIONS}
+        wall = {k: 0.0 for k in CONDITIONS}
+        load: list[float] = []
+        for r in range(repeats):
+            order = CONDITIONS[r % 3:] + CONDITIONS[:r % 3]
+            for k in order:
+                show(drivers, dash, k)
+                start = {id(c): (c.bytes_sent, c.updates_sent) for c in dash.server.clients}
+                c0, t0 = clock.read(), time.monotonic()
+                for _ in range(args.scans):
+                    scans[k].append(scan())
+                dt = time.monotonic() - t0
+                wall[k] += dt
+                load.append(os.getloadavg()[0])
+                used = CpuClock.seconds(c0, clock.read())
+                cores[k].append({g: v / dt for g, v in used.items()})
+                per_scan[k].append({g: v / args.scans for g, v in used.items()})
+                for c in dash.server.clients:
+                    b, u = start.get(id(c), (0, 0))
+                    sent[k].append((c.bytes_sent - b, c.updates_sent - u))
+                fps = statistics.median(x["fps"] for x in scans[k][-args.scans:])
+                print(f"{'paced' if dwell_us else 'unpaced'} round {r + 1}: {k} pages "
+                      f"{fps:.0f} frames/s, load {load[-1]:.1f}, cores "
+                      f"{ {g: round(v, 3) for g, v in cores[k][-1].items()} }",
+                      file=sys.stderr, flush=True)
+    finally:
+        sim.dwelltime = None
+    med = {k: statistics.median(x["fps"] for x in v) for k, v in scans.items()}
+    out: dict[str, Any] = {
+        "load_average_1min": [round(min(load), 1), round(statistics.median(load), 1),
+                              round(max(load), 1)],
         "fps_median": {f"{k} pages": round(v) for k, v in med.items()},
         "fps_ratio_to_no_page": {f"{k} pages": round(v / med[0], 3) for k, v in med.items()},
-        "fps_all": {f"{k} pages": [round(x) for x in v] for k, v in fps.items()},
-        "cores_median": {f"{k} pages": {g: round(statistics.median(c[g] for c in cpu[k]), 2)
-                                        for g in cpu[k][0]} for k in CONDITIONS},
+        "fps_all": {f"{k} pages": [round(x["fps"]) for x in v] for k, v in scans.items()},
+        "cores_median": {f"{k} pages": {g: round(statistics.median(c[g] for c in cores[k]), 3)
+                                        for g in cores[k][0]} for k in CONDITIONS},
         "cpu_s_per_scan_median": {f"{k} pages": {
             g: round(statistics.median(c[g] for c in per_scan[k]), 3) for g in per_scan[k][0]}
             for k in CONDITIONS},
     }
+    if dwell_us:
+        ideal = n * dwell_us * 1e-6
+        out["detector_fps"] = round(1e6 / dwell_us)
+        out["scan_s_median_vs_detector"] = {
+            f"{k} pages": [round(statistics.median(x["elapsed_s"] for x in v), 3), round(ideal, 3)]
+            for k, v in scans.items()}
+        out["frames_missing"] = {f"{k} pages": sum(x["missing"] for x in v)
+                                 for k, v in scans.items()}
+        out["receiver_blocked_s_max"] = {f"{k} pages": round(max(x["blocked_s"] for x in v), 3)
+                                         for k, v in scans.items()}
     # On a machine the acquisition alone keeps busy, frames/s scale with the
     # CPU seconds a scan takes in all: the ratio below does not depend on
     # what else this machine runs, the measured one does.
     total = {k: statistics.median(sum(v for g, v in c.items() if not g.startswith(" "))
                                   for c in per_scan[k]) for k in CONDITIONS}
-    report["cpu_s_per_scan_total"] = {f"{k} pages": round(v, 3) for k, v in total.items()}
-    report["fps_ratio_predicted_from_cpu"] = {f"{k} pages": round(total[0] / v, 3)
-                                              for k, v in total.items()}
+    out["cpu_s_per_scan_total"] = {f"{k} pages": round(v, 3) for k, v in total.items()}
+    out["fps_ratio_predicted_from_cpu"] = {f"{k} pages": round(total[0] / v, 3)
+                                           for k, v in total.items()}
+    # The pages and the server cost per second of wall time (they pace
+    # themselves), not per frame: on a machine of `cpus` cores that the
+    # acquisition alone keeps busy, k pages leave it cpus - (their cores).
+    extra = {k: statistics.median(c["chromium"] + c["  of it dashboard server"] for c in cores[k])
+             for k in CONDITIONS}
+    cpus = os.cpu_count() or 1
+    out["page_and_server_cores"] = {f"{k} pages": round(v, 3) for k, v in extra.items()}
+    out["fps_ratio_predicted_from_cores"] = {
+        f"{k} pages": round(1 - (v - extra[0]) / cpus, 3) for k, v in extra.items()}
     for k in (1, 3):
         b = sum(x for x, _ in sent[k])
         u = sum(y for _, y in sent[k])
-        report[f"bytes_per_update_{k}_pages"] = round(b / max(u, 1))
-        report[f"updates_per_s_per_page_{k}_pages"] = round(u / k / wall[k], 1)
-    if args.latency_dwell is None:
-        args.latency_dwell = round(1e6 / (0.6 * med[0]))
-    report.update(latency(args, n, sim, dash, runner, drivers))
+        out[f"bytes_per_update_{k}_pages"] = round(b / max(u, 1))
+        out[f"updates_per_s_per_page_{k}_pages"] = round(u / k / wall[k], 1)
+    return out
+
+
+def run(args: Any, n: int, sim: Any, dash: Dashboard, runner: Runner,
+        drivers: list[Any]) -> dict[str, Any]:
+    clock = CpuClock(drivers)
+    show(drivers, dash, 0)
+    runner.run_once()
+    show(drivers, dash, 3)
+    runner.run_once()
+    report: dict[str, Any] = {
+        "frames": f"{args.nav}x{args.nav} scan of {args.sig}x{args.sig} u16 bslz4",
+        "max_fps": args.max_fps, "sum_fps": args.sum_fps, "chromium_nice": args.nice,
+        "cpus": os.cpu_count(),
+    }
+    unpaced = alternate(args, sim, dash, runner, drivers, clock, args.repeats, None, n)
+    report["unpaced"] = unpaced
+    no_page = unpaced["fps_median"]["0 pages"]
+    if args.paced_repeats:
+        rate = args.paced_fps or args.paced_fraction * no_page
+        dwell = round(1e6 / rate, 1)
+        report["paced_fraction_of_no_page_rate"] = round(rate / no_page, 3)
+        report["paced"] = alternate(args, sim, dash, runner, drivers, clock,
+                                    args.paced_repeats, dwell, n)
+    if args.latency_scans:
+        if args.latency_dwell is None:
+            args.latency_dwell = round(1e6 / (0.6 * no_page))
+        report.update(latency(args, n, sim, dash, runner, drivers))
     return report
 
 

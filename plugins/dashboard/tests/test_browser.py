@@ -146,6 +146,43 @@ def test_dragging_the_bright_field_region_changes_the_virtual_image(browser, liv
     shot(d, "dragged")
 
 
+def test_an_idle_page_shows_the_final_state_and_then_runs_nothing(browser, ctx, data) -> None:
+    """After the scan, the page shows its final state (however it paced
+    itself during the scan), then neither receives, draws, acknowledges nor
+    schedules anything (no timers, no animation frames) while nothing new is
+    published."""
+    lv = Live(ctx, data, continuous=False).start()
+    try:
+        d = browser()
+        d.get(f"http://127.0.0.1:{lv.port}/")
+        state = lv.dash.state
+        lv.thread.join(60)
+        final = state.current.version
+        version = "return window.__dash ? window.__dash.version : -1"
+        wait_for(lambda: d.execute_script(version) == final,
+                 what=f"the page to show the final state (version {final})",
+                 last=lambda: d.execute_script(version))
+        assert d.find_element("id", "status").text == "complete"
+        counted = d.execute_script("""
+            const w = window, n = w.__idle = {raf: 0, timeouts: 0, intervals: 0};
+            const raf = w.requestAnimationFrame.bind(w), st = w.setTimeout.bind(w),
+                  si = w.setInterval.bind(w);
+            w.requestAnimationFrame = (f) => { n.raf++; return raf(f); };
+            w.setTimeout = (f, t) => { n.timeouts++; return st(f, t); };
+            w.setInterval = (f, t) => { n.intervals++; return si(f, t); };
+            return [w.__dash.updates, w.__dash.drawn, w.__dash.acks];""")
+        sent = lv.dash.server.stats()[0]["updates"]
+        time.sleep(2.0)  # the window in which nothing may happen
+        after = d.execute_script("return [window.__dash.updates, window.__dash.drawn, "
+                                 "window.__dash.acks, window.__idle]")
+        sent_after = lv.dash.server.stats()[0]["updates"]
+    finally:
+        lv.close()
+    assert after[:3] == counted, f"updates/draws/acks went on while idle: {counted} -> {after}"
+    assert after[3] == {"raf": 0, "timeouts": 0, "intervals": 0}, after[3]
+    assert sent_after == sent, "the server sent updates with nothing new"
+
+
 def test_two_pages_both_update(browser, live: Live) -> None:
     a, b = browser(), browser()
     open_page(a, live)

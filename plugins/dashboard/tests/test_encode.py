@@ -46,3 +46,21 @@ def test_pack_unpack_roundtrip() -> None:
     assert np.array_equal(images["bf"], pixels[2:5, 1:5])
     assert np.array_equal(images["frame"], pixels[:2, :2])
     assert header["images"][0]["shape"] == [8, 8]
+
+
+def test_the_sum_frame_is_binned_to_what_a_panel_shows() -> None:
+    """A 512 x 512 sum frame goes to the page as 256 x 256 (2 x 2 sums, said
+    in the image's ``bin``), so regions in detector pixels still map onto it;
+    a small frame goes as it is."""
+    from libertem_live_dashboard.encode import SUM_MAX_SIDE, bin_sum, planes_of
+    rng = np.random.default_rng(1)
+    big = rng.random((515, 512)).astype(np.float32)
+    expected = big[:514].reshape(257, 2, 256, 2).sum(axis=(1, 3))
+    assert np.allclose(bin_sum(big, 2), expected, rtol=1e-6)
+    nav = np.ones((4, 4), np.float32)
+    plane = planes_of({"sum": big[:512], "bf": nav}, None)[0]
+    assert plane.name == "sum" and plane.bin == 2 and plane.pixels.shape == (SUM_MAX_SIDE,) * 2
+    header, images = unpack(pack({"type": "update"}, [(plane, (0, 0, 256, 256))]))
+    assert header["images"][0]["bin"] == 2 and images["sum"].shape == (256, 256)
+    small = planes_of({"sum": big[:64, :64]}, None)[0]
+    assert small.bin == 1 and small.pixels.shape == (64, 64)

@@ -93,6 +93,26 @@ def test_a_client_that_does_not_acknowledge_gets_no_backlog(live: Live) -> None:
     run(main())
 
 
+def test_a_finished_scan_is_sent_once_and_then_nothing(ctx, data) -> None:
+    """With nothing new published, a client that acknowledged everything gets
+    no message: an open page on an idle dashboard costs nothing."""
+    lv = Live(ctx, data, continuous=False).start()
+    try:
+        async def main():
+            async with aiohttp.ClientSession() as s, s.ws_connect(lv.ws_url()) as ws:
+                header, _ = await _follow_until(
+                    ws, lambda h, i: h["history"]["count"] == 1
+                    and h["version"] == lv.dash.state.current.version)
+                assert header["status"] == "complete"
+                sent = lv.dash.server.stats()[0]["updates"]
+                with pytest.raises(asyncio.TimeoutError):
+                    await ws.receive(timeout=2.0)
+                assert lv.dash.server.stats()[0]["updates"] == sent
+        run(main())
+    finally:
+        lv.close()
+
+
 def test_two_clients_both_update(live: Live) -> None:
     async def follow(s, n):
         async with s.ws_connect(live.ws_url()) as ws:

@@ -1,9 +1,10 @@
 """The web server: one page, its static files, one websocket per browser.
 
 aiohttp runs in a thread of its own with its own event loop.  The result
-hooks wake nobody: while browsers are connected, a ticker looks for a newer
-published state ``max_fps`` times a second and wakes the browsers that are
-ready for one.  A browser is ready when it acknowledged the previous update
+hooks wake nobody: while a connected browser is ready for an update, a
+ticker looks for a newer published state ``max_fps`` times a second (a few
+times a second once nothing new came for a while) and wakes the browsers that
+are ready for one.  A browser is ready when it acknowledged the previous update
 (it does so after drawing, in ``requestAnimationFrame``, so updates never
 outpace its screen) and ``1/max_fps`` passed since the last one.
 
@@ -51,6 +52,11 @@ BODIES_KEPT = 8
 #: images follow at the full update rate; a finished scan is rendered whole.
 SIG_IMAGES = frozenset({"sum"})
 SUM_FPS = 2.0
+#: With nothing newly published for IDLE_AFTER_S, the server looks for a new
+#: state every IDLE_POLL_S instead of ``max_fps`` times a second (the first
+#: update of a scan comes that much later; every later one at the full rate).
+IDLE_AFTER_S = 1.0
+IDLE_POLL_S = 0.2
 
 
 def is_loopback(host: str) -> bool:
@@ -156,6 +162,7 @@ class DashboardServer:
         self._rendering: asyncio.Future | None = None
         self._rendered_at = 0.0
         self._ticker: asyncio.Future | None = None
+        self._someone_ready: asyncio.Event | None = None
         self._render_failed = False
         self.renders = 0
 
@@ -230,12 +237,31 @@ class DashboardServer:
 
     async def _tick(self) -> None:
         """While browsers are connected: wake the ready ones when a state newer
-        than the last render was published (polled: the hooks signal nothing)."""
-        gap = 1.0 / self.max_fps
+        than the last render was published (polled: the hooks signal nothing).
+
+        It costs nothing while no browser is ready (each one still drawing or
+        pacing itself): it waits for an acknowledgement.  It polls at
+        ``max_fps`` while states come, and at IDLE_POLL_S once nothing new was
+        published for IDLE_AFTER_S, so an open page on an idle dashboard costs
+        the server a few wake-ups a second."""
+        fast = 1.0 / self.max_fps
+        ready = self._someone_ready
+        assert ready is not None
+        changed_at = time.monotonic()
+        seen = self.state.current
         while self.clients:
-            await asyncio.sleep(gap)
+            if not any(c.acked for c in self.clients):
+                ready.clear()
+                await ready.wait()
+                continue
+            now = time.monotonic()
+            await asyncio.sleep(fast if now - changed_at < IDLE_AFTER_S else max(fast, IDLE_POLL_S))
+            current = self.state.current
+            if current is not seen:
+                seen = current
+                changed_at = time.monotonic()
             last = self._chain[-1].snap if self._chain else None
-            if self.state.current is not last:
+            if current is not last:
                 for c in self.clients:
                     if c.acked:
                         c.wake.set()
@@ -273,6 +299,9 @@ class DashboardServer:
         await ws.prepare(request)
         client = Client(ws=ws, peer=str(request.remote))
         self.clients.add(client)
+        if self._someone_ready is None:
+            self._someone_ready = asyncio.Event()
+        self._someone_ready.set()
         if self._ticker is None or self._ticker.done():
             self._ticker = asyncio.ensure_future(self._tick())
         sender = asyncio.ensure_future(self._send_loop(client))
@@ -288,7 +317,12 @@ class DashboardServer:
         finally:
             self.clients.discard(client)
             sender.cancel()
+            self._wake_ticker()  # the ticker ends when the last browser left
         return ws
+
+    def _wake_ticker(self) -> None:
+        if self._someone_ready is not None:
+            self._someone_ready.set()
 
     def _receive(self, client: Client, text: str) -> None:
         snap = self.state.current
@@ -302,6 +336,7 @@ class DashboardServer:
         if isinstance(msg, messages.Ack):
             client.acks.append((time.monotonic(), msg.version))
             client.acked = True
+            self._wake_ticker()
         elif isinstance(msg, messages.Regions):
             self.state.set_regions({"bf": msg.bf, "adf": msg.adf})
         elif isinstance(msg, messages.Pick):
@@ -412,6 +447,7 @@ class DashboardServer:
                     await asyncio.wait_for(client.wake.wait(), ACK_TIMEOUT_S)
                 except asyncio.TimeoutError:
                     client.acked = True
+                    self._wake_ticker()
                 client.wake.clear()
                 continue
             gap = client.last_send + min_gap - time.monotonic()

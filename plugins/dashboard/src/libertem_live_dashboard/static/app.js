@@ -1,6 +1,9 @@
 // libertem-live dashboard page: draws the newest state the server sent and
 // acknowledges each update after drawing it, so the server never sends faster
-// than this screen shows.  No framework, no build step, nothing from a CDN.
+// than this screen shows.  While a scan runs the page also paces itself (see
+// PACE): the browser shares the machine with the acquisition.  With nothing
+// new the server sends nothing and the page runs nothing (no timers, no
+// animation frames).  No framework, no build step, nothing from a CDN.
 "use strict";
 
 const params = new URLSearchParams(location.search);
@@ -13,7 +16,8 @@ let header = null;        // last update's header
 let scheduled = false;
 let regions = null;       // what the overlay shows (local while dragging)
 let dragging = null;
-const stats = { updates: 0, version: -1, bytes: 0, drawn: 0, lastBytes: 0 };
+const stats = { updates: 0, version: -1, bytes: 0, drawn: 0, lastBytes: 0, acks: 0,
+                costMs: 0, paceMs: 0 };
 window.__dash = stats;
 
 // --- colour maps -------------------------------------------------------------------
@@ -57,7 +61,49 @@ function send(obj) {
   if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(obj));
 }
 
+// --- pacing ----------------------------------------------------------------------------
+// While a scan runs, the page acknowledges an update (asks for the next) no
+// sooner than its own cost allows: the script's time per update (decoding
+// and drawing, measured) times `factor` (style, layout, paint and the
+// compositor, which no script can time: in Chromium with software drawing
+// about 5-6 times the script's time) stays under `budget` of the wall time.
+// At least one update every `maxMs`; outside a scan (finished, failed, an
+// earlier scan looked at) and on any interaction, acknowledgements go at once.
+const PACE = { factor: 6, budget: 0.03, maxMs: 500 };
+const pace = { work: 0, est: 0, lastAck: 0, timer: null, version: null };
+
+function ackNow() {
+  clearTimeout(pace.timer);
+  pace.timer = null;
+  if (pace.version === null) return;
+  send({ type: "ack", version: pace.version });
+  pace.version = null;
+  pace.lastAck = performance.now();
+  stats.acks += 1;
+}
+
+function ack(version, running) {
+  const cost = pace.work;
+  pace.work = 0;
+  pace.est = pace.est ? 0.8 * pace.est + 0.2 * cost : cost;
+  pace.version = version;
+  const interval = running ? Math.min(PACE.maxMs, pace.est * PACE.factor / PACE.budget) : 0;
+  stats.costMs = pace.est;
+  stats.paceMs = interval;
+  const wait = pace.lastAck + interval - performance.now();
+  if (wait <= 0) ackNow();
+  else if (pace.timer === null) pace.timer = setTimeout(ackNow, wait);
+}
+
+// Browser requests (pointer, regions, history) also release a held acknowledgement:
+// the answer to them should not wait for the pace.
+function request(obj) {
+  send(obj);
+  ackNow();
+}
+
 function receive(buf) {
+  const t0 = performance.now();
   const dv = new DataView(buf);
   const n = dv.getUint32(0, true);
   const h = JSON.parse(new TextDecoder().decode(new Uint8Array(buf, 4, n)));
@@ -73,7 +119,8 @@ function receive(buf) {
     const d = cur.dirty;  // [y0, x0, y1, x1] not yet painted
     cur.dirty = d ? [Math.min(d[0], y), Math.min(d[1], x), Math.max(d[2], y + rh), Math.max(d[3], x + rw)]
                   : [y, x, y + rh, x + rw];
-    Object.assign(cur, { lo: im.lo, hi: im.hi, log: im.log, unit: im.unit, pos: im.pos, valid: im.valid });
+    Object.assign(cur, { lo: im.lo, hi: im.hi, log: im.log, unit: im.unit, pos: im.pos, valid: im.valid,
+                         bin: im.bin || 1 });
   }
   header = h;
   if (!dragging && h.regions && h.regions.bf && !heldRegions(h.regions)) {
@@ -83,6 +130,7 @@ function receive(buf) {
   stats.version = h.version;
   stats.lastBytes = buf.byteLength;
   stats.bytes += buf.byteLength;
+  pace.work += performance.now() - t0;
   schedule();
 }
 
@@ -165,14 +213,14 @@ function drawOverlay() {
   const canvas = document.getElementById("c-sum");
   if (!regions || !regions.bf || !images.sum) return;
   const ctx = canvas.getContext("2d");
-  const lw = Math.max(1, canvas.width / 256);
+  const lw = Math.max(1, canvas.width / 256), b = images.sum.bin || 1;  // regions: detector pixels
   ctx.lineWidth = lw;
   const [by, bx, br] = regions.bf, [ay, ax, ri, ro] = regions.adf;
   ctx.strokeStyle = "#4fc3f7";
-  ctx.beginPath(); ctx.arc(bx, by, br, 0, 2 * Math.PI); ctx.stroke();
+  ctx.beginPath(); ctx.arc(bx / b, by / b, br / b, 0, 2 * Math.PI); ctx.stroke();
   ctx.strokeStyle = "#ff8a65";
-  ctx.beginPath(); ctx.arc(ax, ay, ri, 0, 2 * Math.PI); ctx.stroke();
-  ctx.beginPath(); ctx.arc(ax, ay, ro, 0, 2 * Math.PI); ctx.stroke();
+  ctx.beginPath(); ctx.arc(ax / b, ay / b, ri / b, 0, 2 * Math.PI); ctx.stroke();
+  ctx.beginPath(); ctx.arc(ax / b, ay / b, ro / b, 0, 2 * Math.PI); ctx.stroke();
   setText("regions",
     `BF (${by.toFixed(1)}, ${bx.toFixed(1)}) r=${br.toFixed(1)}; ADF (${ay.toFixed(1)}, ${ax.toFixed(1)}) ${ri.toFixed(1)}…${ro.toFixed(1)}`);
 }
@@ -250,14 +298,17 @@ function draw() {
     `(${images.frame.pos.join(", ")})` + (images.frame.valid ? "" : " not scanned yet"));
   stats.drawn += 1;
   stats.drawMs = performance.now() - t0;
-  send({ type: "ack", version: h.version });
+  pace.work += stats.drawMs;
+  ack(h.version, h.status === "running" && live);
 }
 
 // --- interaction -------------------------------------------------------------------------
-function toImage(canvas, ev) {
+function toImage(canvas, ev, scale = 1) {  // scale: detector pixels per canvas pixel
   const r = canvas.getBoundingClientRect();
-  return [(ev.clientY - r.top) / r.height * canvas.height, (ev.clientX - r.left) / r.width * canvas.width];
+  return [(ev.clientY - r.top) / r.height * canvas.height * scale,
+          (ev.clientX - r.left) / r.width * canvas.width * scale];
 }
+const sumBin = () => (images.sum && images.sum.bin) || 1;
 
 let lastRegionsSent = 0, regionsTimer = null, sentRegions = null;
 function sendRegions(force) {
@@ -266,7 +317,7 @@ function sendRegions(force) {
   if (force || now - lastRegionsSent > 100) {
     lastRegionsSent = now;
     sentRegions = JSON.stringify({ bf: regions.bf, adf: regions.adf });
-    send({ type: "regions", bf: regions.bf, adf: regions.adf });
+    request({ type: "regions", bf: regions.bf, adf: regions.adf });
   } else {
     regionsTimer = setTimeout(() => sendRegions(true), 100);
   }
@@ -287,8 +338,8 @@ function heldRegions(server) {
 const sumCanvas = document.getElementById("c-sum");
 sumCanvas.addEventListener("mousedown", (ev) => {
   if (!regions || !regions.bf) return;
-  const [y, x] = toImage(sumCanvas, ev);
-  const tol = Math.max(2, sumCanvas.width / 64);
+  const [y, x] = toImage(sumCanvas, ev, sumBin());
+  const tol = Math.max(2, sumCanvas.width / 64) * sumBin();
   const [by, bx, br] = regions.bf, [ay, ax, ri, ro] = regions.adf;
   const db = Math.hypot(y - by, x - bx), da = Math.hypot(y - ay, x - ax);
   let what = null;
@@ -301,7 +352,7 @@ sumCanvas.addEventListener("mousedown", (ev) => {
 });
 window.addEventListener("mousemove", (ev) => {
   if (!dragging) return;
-  const [y, x] = toImage(sumCanvas, ev);
+  const [y, x] = toImage(sumCanvas, ev, sumBin());
   const s = dragging.start, dy = y - dragging.y, dx = x - dragging.x;
   if (dragging.what === "bf-move") regions.bf = [s.bf[0] + dy, s.bf[1] + dx, s.bf[2]];
   else if (dragging.what === "bf-r") regions.bf = [s.bf[0], s.bf[1], Math.max(1, Math.hypot(y - s.bf[0], x - s.bf[1]))];
@@ -324,13 +375,13 @@ for (const c of document.querySelectorAll("canvas.nav")) {
     if (key === lastPick) return;
     lastPick = key;
     clearTimeout(pickTimer);
-    pickTimer = setTimeout(() => send({ type: "pick", y, x }), 30);
+    pickTimer = setTimeout(() => request({ type: "pick", y, x }), 30);
   });
 }
 
 document.getElementById("history").addEventListener("input", (ev) => {
   const v = Number(ev.target.value), count = header ? header.history.count : 0;
-  send({ type: "view", history: v >= count ? null : v });
+  request({ type: "view", history: v >= count ? null : v });
 });
 
 connect();
