@@ -141,7 +141,67 @@ class PeerWatch:
         self.monitor.close(linger=0)
 
 
-class DectrisFraming:
+class CompiledReceive:
+    """The loop around a :mod:`.zmqloop` kernel, the same for stream V1 and
+    V2: lease the ring's current slot, let the kernel fill it, settle it, and
+    act on what the kernel returned (socket empty, a message held for the
+    Python checks, a ZeroMQ error).  A framing supplies ``_kernel`` (one call
+    of its kernel into the leased slot), ``_held`` (the Python side of a held
+    message; False: the series ended) and ``_more_soon``."""
+
+    _state: np.ndarray
+    _msgs: np.ndarray
+    nimages: int
+    series: int
+    where: str
+
+    def _kernel(self, payload: np.ndarray, table: np.ndarray) -> int:
+        raise NotImplementedError
+
+    def _held(self, out: RingWriter, room: int) -> bool:
+        raise NotImplementedError
+
+    def _more_soon(self, out: RingWriter, started: float, stored: bool) -> bool:
+        raise NotImplementedError
+
+    def _receive_compiled(self, out: RingWriter) -> bool:
+        st = self._state
+        started = time.monotonic()
+        first = int(st[zmqloop.S_FRAME])
+        try:
+            while True:
+                frame = int(st[zmqloop.S_FRAME])
+                if frame >= self.nimages:
+                    return True
+                payload, table, count, fill = out.lease(frame)
+                st[zmqloop.S_COUNT] = count
+                st[zmqloop.S_FILL] = fill
+                code = self._kernel(payload, table)
+                out.settle(int(st[zmqloop.S_COUNT]), int(st[zmqloop.S_FILL]))
+                if code == zmqloop.AGAIN:
+                    if self._more_soon(out, started, int(st[zmqloop.S_FRAME]) != first):
+                        continue
+                    return True
+                if code == zmqloop.HELD:
+                    if not self._held(out, payload.shape[0]):
+                        return False
+                    continue
+                if code == zmqloop.ERROR:
+                    errno = int(st[zmqloop.S_ERRNO])
+                    if errno == 4:  # EINTR
+                        continue
+                    raise AcquisitionError(
+                        f"receiving image {frame} of series {self.series} from {self.where} "
+                        f"failed: ZeroMQ error {errno} ({zmq.strerror(errno)}). The "
+                        "connection's socket is unusable; close the connection and open a "
+                        "new one")
+                return True  # DONE, FULL (the next lease moves on), BATCH
+        except BaseException:
+            zmqloop.close_held(self._msgs, st)
+            raise
+
+
+class DectrisFraming(CompiledReceive):
     """The images of one series, for the core's receive loop.
 
     ``sock``: the connection's PULL socket, positioned after the series'
@@ -189,44 +249,10 @@ class DectrisFraming:
         return int(self._state[zmqloop.S_FRAME]) if self.compiled else self.frame
 
     # --- the compiled path -------------------------------------------------------------
-    def _receive_compiled(self, out: RingWriter) -> bool:
-        st = self._state
-        msgs = self._msgs
-        kernel = zmqloop.receive_images
-        started = time.monotonic()
-        first = int(st[zmqloop.S_FRAME])
-        try:
-            while True:
-                frame = int(st[zmqloop.S_FRAME])
-                if frame >= self.nimages:
-                    return True
-                payload, table, count, fill = out.lease(frame)
-                st[zmqloop.S_COUNT] = count
-                st[zmqloop.S_FILL] = fill
-                code = kernel(self._address, msgs, self._scratch, st, payload, table,
-                              self.nimages, BATCH, self._head_np, self._desc_np)
-                out.settle(int(st[zmqloop.S_COUNT]), int(st[zmqloop.S_FILL]))
-                if code == zmqloop.AGAIN:
-                    if self._more_soon(out, started, int(st[zmqloop.S_FRAME]) != first):
-                        continue
-                    return True
-                if code == zmqloop.HELD:
-                    if not self._held(out, payload.shape[0]):
-                        return False
-                    continue
-                if code == zmqloop.ERROR:
-                    errno = int(st[zmqloop.S_ERRNO])
-                    if errno == 4:  # EINTR
-                        continue
-                    raise AcquisitionError(
-                        f"receiving frame {frame} of series {self.series} from {self.where} "
-                        f"failed: ZeroMQ error {errno} ({zmq.strerror(errno)}). The "
-                        "connection's socket is unusable; close the connection and open a "
-                        "new one")
-                return True  # DONE, FULL (the next lease moves on), BATCH
-        except BaseException:
-            zmqloop.close_held(msgs, st)
-            raise
+    def _kernel(self, payload: np.ndarray, table: np.ndarray) -> int:
+        return zmqloop.receive_images(self._address, self._msgs, self._scratch, self._state,
+                                      payload, table, self.nimages, BATCH, self._head_np,
+                                      self._desc_np)
 
     def _held(self, out: RingWriter, room: int) -> bool:
         """A message the kernel could not vouch for; False: the series ended."""
@@ -437,4 +463,5 @@ class DectrisFraming:
             raise PeerClosed(f"series {self.series}: the stream connection dropped")
 
 
-__all__ = ["BATCH", "DectrisFraming", "PeerWatch", "USE_COMPILED_LOOP", "find_series"]
+__all__ = ["BATCH", "CompiledReceive", "DectrisFraming", "PeerWatch", "USE_COMPILED_LOOP",
+           "find_series"]

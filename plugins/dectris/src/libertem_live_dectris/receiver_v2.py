@@ -18,18 +18,17 @@ import threading
 import time
 from typing import Any
 
+import numpy as np
 import zmq
 
-import numpy as np
-
 from libertem_live.driver import (
-    FLUSH_LATENCY_S, AcquisitionError, DuplicateFrameError, FrameGapError, FrameOrderError,
+    FLUSH_LATENCY_S, DuplicateFrameError, FrameGapError, FrameOrderError,
     PeerClosed, RingWriter, zmq_recv_part,
 )
 
 from libertem_live_dectris import receiver, zmqloop
 from libertem_live_dectris.cbor_scan import ImageScanner
-from libertem_live_dectris.receiver import PeerWatch
+from libertem_live_dectris.receiver import CompiledReceive, PeerWatch
 from libertem_live_dectris.wire_v2 import (
     END, IMAGE, START, TYPED_ARRAY_TAGS, SeriesStartV2, V2FormatError, image_payload, loads,
     message_type, parse_start,
@@ -67,7 +66,7 @@ def find_series_v2(sock: zmq.Socket, timeout: float | None, series: int | None =
         return start
 
 
-class DectrisV2Framing:
+class DectrisV2Framing(CompiledReceive):
     """The images of one stream V2 series, for the core's receive loop."""
 
     def __init__(self, sock: zmq.Socket, start: SeriesStartV2, nimages: int, where: str,
@@ -101,58 +100,32 @@ class DectrisV2Framing:
 
     def receive(self, out: RingWriter, stop: threading.Event) -> bool:
         if self.compiled and self.frame < self.nimages:
-            return self._receive_compiled(out)
+            self._state[zmqloop.S_FRAME] = self.frame
+            try:
+                return self._receive_compiled(out)
+            finally:
+                self.frame = int(self._state[zmqloop.S_FRAME])
         return self._receive_python(out)
 
-    def _receive_compiled(self, out: RingWriter) -> bool:
+    def _kernel(self, payload: np.ndarray, table: np.ndarray) -> int:
         """Images the kernel vouches for go straight from libzmq's message
-        into the slot (:func:`.zmqloop.receive_images_v2`); a message it holds
-        goes through :meth:`_one`, which stores it, skips it or raises."""
+        into the slot (:func:`.zmqloop.receive_images_v2`)."""
+        return zmqloop.receive_images_v2(
+            self._address, self._msgs, self._state, payload, table, self.nimages, BATCH,
+            self.series, self.scanner.channel, self._expect, self._tag_ok, self._found,
+            self._head)
+
+    def _held(self, out: RingWriter, room: int) -> bool:
+        """A message the kernel held goes through :meth:`_one`, which stores
+        it, skips it or raises; False: it was the series' end."""
         st = self._state
-        msgs = self._msgs
-        kernel = zmqloop.receive_images_v2
-        started = time.monotonic()
-        first = self.frame
-        st[zmqloop.S_FRAME] = first
-        try:
-            while True:
-                frame = int(st[zmqloop.S_FRAME])
-                if frame >= self.nimages:
-                    return True
-                payload, table, count, fill = out.lease(frame)
-                st[zmqloop.S_COUNT] = count
-                st[zmqloop.S_FILL] = fill
-                code = kernel(self._address, msgs, st, payload, table, self.nimages, BATCH,
-                              self.series, self.scanner.channel, self._expect, self._tag_ok,
-                              self._found, self._head)
-                out.settle(int(st[zmqloop.S_COUNT]), int(st[zmqloop.S_FILL]))
-                if code == zmqloop.AGAIN:
-                    if self._more_soon(out, started, int(st[zmqloop.S_FRAME]) != first):
-                        continue
-                    return True
-                if code == zmqloop.HELD:
-                    buf = zmqloop.msg_bytes(msgs, 0)
-                    zmqloop.close_held(msgs, st)
-                    nxt = self._one(buf, int(st[zmqloop.S_FRAME]), out)
-                    if nxt < 0:
-                        return False
-                    st[zmqloop.S_FRAME] = nxt
-                    continue
-                if code == zmqloop.ERROR:
-                    errno = int(st[zmqloop.S_ERRNO])
-                    if errno == 4:  # EINTR
-                        continue
-                    raise AcquisitionError(
-                        f"receiving image {frame} of series {self.series} from {self.where} "
-                        f"failed: ZeroMQ error {errno} ({zmq.strerror(errno)}). The "
-                        "connection's socket is unusable; close the connection and open a "
-                        "new one")
-                return True  # DONE, FULL (the next lease moves on), BATCH
-        except BaseException:
-            zmqloop.close_held(msgs, st)
-            raise
-        finally:
-            self.frame = int(st[zmqloop.S_FRAME])
+        buf = zmqloop.msg_bytes(self._msgs, 0)
+        zmqloop.close_held(self._msgs, st)
+        nxt = self._one(buf, int(st[zmqloop.S_FRAME]), out)
+        if nxt < 0:
+            return False
+        st[zmqloop.S_FRAME] = nxt
+        return True
 
     def _receive_python(self, out: RingWriter) -> bool:
         recv = self.sock.recv
