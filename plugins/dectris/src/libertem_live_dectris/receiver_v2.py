@@ -95,6 +95,9 @@ class DectrisV2Framing(CompiledReceive):
             self._tag_ok[list(self.scanner.tags)] = 1
             self._found = np.zeros(10, np.int64)
             self._head = np.zeros(2, np.int64)
+            # writable, like the array zmqloop.warmup compiles the kernel for: a
+            # read-only one is another numba signature, compiled on the first image
+            self._channel = self.scanner.channel.copy()
         if peer is not None:
             peer.update()
 
@@ -112,7 +115,7 @@ class DectrisV2Framing(CompiledReceive):
         into the slot (:func:`.zmqloop.receive_images_v2`)."""
         return zmqloop.receive_images_v2(
             self._address, self._msgs, self._state, payload, table, self.nimages, BATCH,
-            self.series, self.scanner.channel, self._expect, self._tag_ok, self._found,
+            self.series, self._channel, self._expect, self._tag_ok, self._found,
             self._head)
 
     def _held(self, out: RingWriter, room: int) -> bool:
