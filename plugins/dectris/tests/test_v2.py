@@ -385,6 +385,21 @@ def test_v2_dump_replays_to_ground_truth(start_sim: Any, ctx: Any, tmp_path: Any
     assert np.array_equal(start_sim(path=path).expected_sum(), total)  # decoded from the messages
 
 
+def test_v2_dump_refuses_faults_that_alter_images(tmp_path: Any) -> None:
+    """A V2 recording goes out as recorded: a fault that would re-encode an
+    image is refused when it is set, not by a series that silently stops."""
+    from libertem_live_dectris.sim import write_dump
+
+    path = tmp_path / "series.dump"
+    write_dump(path, frames=4, shape=(8, 8), stream="v2", write_sum=False)
+    with pytest.raises(ValueError, match="truncated_payload.*recording.*frame_gap"):
+        DectrisSim(path=path, fault="truncated_payload")
+    sim = DectrisSim(path=path, fault="frame_gap@2")
+    with pytest.raises(ValueError, match="wrong_format"):
+        sim.inject("wrong_format")
+    sim.source.close()
+
+
 def test_v2_dump_refuses_a_stream_v1_arm(start_sim: Any, tmp_path: Any) -> None:
     from libertem_live_dectris.errors import DetectorAPIError
     from libertem_live_dectris.sim import write_dump

@@ -147,6 +147,20 @@ if AVAILABLE:
             return e
         return 0
 
+    @njit(nogil=True, cache=True, inline="always")
+    def _booked(state: np.ndarray, table: np.ndarray, count: int, fill: int, size: int,
+                aux: int) -> None:
+        """Book the image just copied to ``fill`` (``size`` bytes) as row
+        ``count`` of the slot's table; the parts are closed, the next image
+        goes to the next aligned offset."""
+        table[0, count] = fill
+        table[1, count] = size
+        table[2, count] = aux
+        state[S_HELD] = 0
+        state[S_COUNT] = count + 1
+        state[S_FILL] = (fill + size + FRAME_ALIGN - 1) // FRAME_ALIGN * FRAME_ALIGN
+        state[S_FRAME] += 1
+
     @njit(nogil=True, cache=True)
     def _predicted(scratch: np.ndarray, n_head: int, n_desc: int, frame: int,
                    head_prefix: np.ndarray, desc_prefix: np.ndarray) -> bool:
@@ -235,15 +249,9 @@ if AVAILABLE:
             if fill + size > room:
                 return HELD
             _memcpy(pbase + fill, _data(blob), size)
-            table[0, count] = fill
-            table[1, count] = size
-            table[2, count] = 0
             for i in range(MAX_PARTS):
                 _close(base + i * MSG_BYTES)
-            state[S_HELD] = 0
-            state[S_COUNT] = count + 1
-            state[S_FILL] = (fill + size + FRAME_ALIGN - 1) // FRAME_ALIGN * FRAME_ALIGN
-            state[S_FRAME] += 1
+            _booked(state, table, count, fill, size, 0)
             stored += 1
         return DONE
 
@@ -310,14 +318,8 @@ if AVAILABLE:
             if fill + length > room:
                 return HELD
             _memcpy(pbase + fill, data + found[cbor_scan.OFFSET], length)
-            table[0, count] = fill
-            table[1, count] = length
-            table[2, count] = alg
             _close(base)
-            state[S_HELD] = 0
-            state[S_COUNT] = count + 1
-            state[S_FILL] = (fill + length + FRAME_ALIGN - 1) // FRAME_ALIGN * FRAME_ALIGN
-            state[S_FRAME] += 1
+            _booked(state, table, count, fill, length, alg)
             stored += 1
         return DONE
 

@@ -59,12 +59,25 @@ INEXPRESSIBLE = {
 }
 
 
-def check_fault(fault: str | Fault | FaultKind | None, compression: str = "bslz4") -> Fault | None:
+#: Faults that change an image's bytes (the rest only pick which images go out).
+ALTERING = frozenset({FaultKind.TRUNCATED_PAYLOAD, FaultKind.CORRUPT_PAYLOAD,
+                      FaultKind.WRONG_FORMAT})
+
+
+def check_fault(fault: str | Fault | FaultKind | None, compression: str = "bslz4",
+                recorded_v2: bool = False) -> Fault | None:
     """``fault`` as a :class:`Fault`, or ValueError if this simulator cannot
-    inject it (for the series' ``compression``)."""
+    inject it (for the series' ``compression``; ``recorded_v2``: a stream V2
+    recording is replayed as recorded, its messages are not re-encoded)."""
     if fault is None:
         return None
     f = parse_fault(fault)
+    if recorded_v2 and f.kind in ALTERING:
+        raise ValueError(
+            f"the DECTRIS simulator cannot inject {f.kind.value!r} into a replayed stream V2 "
+            "recording (its messages go out as recorded); use a synthetic series "
+            "(no path=) or one of the faults that pick images: "
+            + ", ".join(sorted(k.value for k in SUPPORTED_FAULTS if k not in ALTERING)))
     if f.kind in INEXPRESSIBLE:
         raise ValueError(f"the DECTRIS simulator cannot inject {f.kind.value!r}: "
                          f"{INEXPRESSIBLE[f.kind]}")

@@ -203,7 +203,11 @@ class DectrisSim:
         self.send_timeout = float(send_timeout)
         self.sndhwm = int(sndhwm)
         self.header_multipart = header_multipart
-        self.fault: Fault | None = check_fault(fault, self._compression())
+        try:
+            self.fault: Fault | None = check_fault(fault, self._compression(), self._recorded_v2())
+        except ValueError:
+            self.source.close()
+            raise
         self._next_series = int(series_start)
         self._current: _Series | None = None
         self._last_series_id: int | None = None
@@ -363,7 +367,10 @@ class DectrisSim:
         """Set the fault of the next series (``"frame_gap@5"``, a Fault, or
         None for none); see :mod:`.faults`."""
         with self.lock:
-            self.fault = check_fault(fault, self._compression())
+            self.fault = check_fault(fault, self._compression(), self._recorded_v2())
+
+    def _recorded_v2(self) -> bool:
+        return isinstance(self.source, DumpSource) and self.source.stream == "v2"
 
     def _compression(self) -> str:
         return str(self.source.initial_config().get("compression", "bslz4"))
