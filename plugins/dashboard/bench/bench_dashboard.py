@@ -5,7 +5,7 @@ a page, and bytes per update; 512 x 512 DECTRIS frames from the simulator
 
     python plugins/dashboard/bench/bench_dashboard.py --nav 64 --repeats 5 \\
         [--paced-repeats 3] [--paced-fraction 0.75] [--max-fps 60] [--sum-fps 2] [--nice 10]
-        [--frames-per-partition 16] [--json out.json]
+        [--behind-gap 2] [--frames-per-partition 16] [--json out.json]
 
 Frames/s: the three conditions in one run, alternating (0, 1, 3 pages, the
 order rotated each repeat), ``--scans`` scans each time, the median over all
@@ -65,7 +65,7 @@ from browser import CHROMEDRIVER, CHROMIUM, make_driver  # noqa: E402
 from libertem_live.api import LiveContext  # noqa: E402
 from libertem_live_dashboard import Dashboard  # noqa: E402
 from libertem_live_dashboard.runner import Runner  # noqa: E402
-from libertem_live_dashboard.server import SUM_FPS  # noqa: E402
+from libertem_live_dashboard.server import BEHIND_GAP_S, SUM_FPS  # noqa: E402
 from libertem_live_dectris.sim import DectrisSim  # noqa: E402
 
 CONDITIONS = (0, 1, 3)
@@ -142,6 +142,9 @@ def main() -> None:
     ap.add_argument("--max-fps", type=float, default=60.0, help="the dashboard's update cap")
     ap.add_argument("--sum-fps", type=float, default=SUM_FPS,
                     help="the dashboard's update cap of the frame-sized sum image")
+    ap.add_argument("--behind-gap", type=float, default=BEHIND_GAP_S,
+                    help="the dashboard's update gap per page while the acquisition is behind "
+                         "the detector (0: no stepping back)")
     ap.add_argument("--nice", type=int, default=0, help="run Chromium under nice -n NICE")
     ap.add_argument("--latency-dwell", type=float, default=None,
                     help="simulator dwell time (us per frame) for the latency runs; default: "
@@ -168,7 +171,7 @@ def main() -> None:
     sim.wait_for_listen()
     ctx = LiveContext()
     dash = Dashboard(port=0, history=4, quiet=True, max_fps=args.max_fps,
-                     sum_fps=args.sum_fps).start()
+                     sum_fps=args.sum_fps, behind_gap_s=args.behind_gap).start()
     conn = ctx.make_connection("dectris").open(api_host="127.0.0.1", api_port=sim.port,
                                                data_host="127.0.0.1", data_port=sim.zmqport)
     runner = Runner(ctx, conn, dash.state, mode="active", nav_shape=(args.nav, args.nav),
@@ -319,7 +322,8 @@ def run(args: Any, n: int, sim: Any, dash: Dashboard, runner: Runner,
     runner.run_once()
     report: dict[str, Any] = {
         "frames": f"{args.nav}x{args.nav} scan of {args.sig}x{args.sig} u16 bslz4",
-        "max_fps": args.max_fps, "sum_fps": args.sum_fps, "chromium_nice": args.nice,
+        "max_fps": args.max_fps, "sum_fps": args.sum_fps, "behind_gap_s": args.behind_gap,
+        "chromium_nice": args.nice,
         "cpus": os.cpu_count(),
     }
     unpaced = alternate(args, sim, dash, runner, drivers, clock, args.repeats, None, n)

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import threading
+import time
+from types import SimpleNamespace
 from typing import Iterator
 
 import pytest
@@ -64,3 +66,47 @@ def live(ctx, data) -> Iterator[Live]:
     lv = Live(ctx, data).start()
     yield lv
     lv.close()
+
+
+class SyntheticRun:
+    """The result hooks of a scan processing ``fps`` frames a second, called
+    from a thread of its own, with ``backlog`` frames received but not yet
+    decoded: a state the server must treat as behind the detector or not,
+    without a machine that is really overloaded."""
+
+    def __init__(self, state, fps: float = 1000.0, backlog: int = 0):
+        from libertem_live.ledger import LedgerSnapshot
+        self._snapshot = LedgerSnapshot
+        self.state = state
+        self.fps = fps
+        self.backlog = backlog
+        self.env = SimpleNamespace(aq=None, run_id=1, detector="memory", mode="active",
+                                   nav_shape=(8, 8), sig_shape=(4, 4), udfs=[], buffers=[],
+                                   damage=None, elapsed_s=1.0, ledger=None)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        processed, t0, tick = 0, time.monotonic(), 0.01
+        while not self._stop.is_set():
+            processed += int(self.fps * tick)
+            self.env.elapsed_s = time.monotonic() - t0 + 1.0
+            self.env.ledger = self._snapshot(
+                expected=None, received=processed + self.backlog, dispatched=processed,
+                decoded=processed, processed=processed, missing=0, first_missing=None,
+                discarded_stale=0, blocked_s=0.0)
+            self.state.partial(self.env)
+            time.sleep(tick)
+
+    def start(self) -> "SyntheticRun":
+        self.state.started(self.env)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._stop.is_set():
+            return
+        self._stop.set()
+        self._thread.join(5)
+        self.env.outcome, self.env.error = "complete", None
+        self.state.ended(self.env)

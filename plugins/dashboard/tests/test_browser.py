@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import socket
 import statistics
 import time
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from browser import make_driver, need_browser, png_distinct_bytes
-from conftest import SIG, Live
+from conftest import SIG, Live, SyntheticRun
 
 SHOTS = os.environ.get("DASHBOARD_SCREENSHOTS")
 
@@ -313,3 +314,24 @@ def test_a_page_that_stops_reading_does_not_slow_the_acquisition(browser, ctx, d
         f"dashboard's hooks with a page open; {rates}"
     assert median(ratios) > 0.75, rates
     assert median(page_ratios) > 0.2 and page_updates > 5, rates
+
+
+def test_the_page_says_when_it_steps_back_for_an_acquisition_behind_the_detector(browser) -> None:
+    from libertem_live_dashboard.server import DashboardServer
+    from libertem_live_dashboard.state import LiveState
+    state = LiveState()
+    dash = DashboardServer(state, behind_gap_s=0.5).start()
+    scan = SyntheticRun(state, fps=1000.0, backlog=5000).start()
+    d = browser()
+    notice = "return document.getElementById('behind').textContent"
+    try:
+        d.get(dash.url)
+        text = wait_for(lambda: d.execute_script(notice), what="the notice that the page steps back")
+        waiting = re.search(r"behind the detector \(([0-9.]+) s of frames waiting\)", text)
+        assert waiting and 3 < float(waiting.group(1)) < 10 and "every 0.5 s" in text, text
+        scan.stop()
+        wait_for(lambda: d.execute_script(notice) == "", 30, "the notice to go once the scan ended",
+                 last=lambda: d.execute_script(notice))
+    finally:
+        scan.stop()
+        dash.stop()

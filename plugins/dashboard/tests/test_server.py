@@ -14,7 +14,7 @@ from libertem_live_dashboard.encode import unpack
 from libertem_live_dashboard.server import DashboardServer
 from libertem_live_dashboard.state import LiveState
 
-from conftest import NAV, Live
+from conftest import NAV, Live, SyntheticRun
 
 
 async def _next_update(ws, timeout: float = 30.0):
@@ -265,3 +265,49 @@ def test_an_acquisition_that_cannot_start_is_shown_and_tried_again(ctx, data) ->
         r.stop()
         t.join(10 + runner_mod.ERROR_PAUSE_S)
     assert not t.is_alive()
+
+
+def test_pages_step_back_while_the_acquisition_is_behind_the_detector() -> None:
+    """A scan whose received-but-undecoded frames are seconds of work gets
+    its pages at most one update per ``behind_gap_s`` (the CPU is the
+    acquisition's), told so in the header; a page's request is answered at
+    once all the same; a scan that keeps up gets every update it acks."""
+    from libertem_live_dashboard import server as server_mod
+    state = LiveState()
+    dash = DashboardServer(state, behind_gap_s=1.0).start()
+    scan = SyntheticRun(state, fps=1000.0).start()
+
+    async def count(ws, seconds: float) -> list[dict]:
+        headers, deadline = [], time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            try:
+                header, _, _ = await _next_update(ws, timeout=max(0.01, deadline - time.monotonic()))
+            except asyncio.TimeoutError:
+                break
+            headers.append(header)
+            await _ack(ws, header)
+        return headers
+
+    async def main():
+        url = f"ws://127.0.0.1:{dash.port}/ws"
+        async with aiohttp.ClientSession() as s, s.ws_connect(url) as ws:
+            keeping_up = await count(ws, 2.0)
+            scan.backlog = 5000  # 5 s of work waiting
+            await count(ws, 0.5)
+            behind = await count(ws, 3.0)
+            t0 = time.monotonic()
+            await ws.send_str(json.dumps({"type": "pick", "y": 1, "x": 2}))
+            await _next_update(ws)
+            answered = time.monotonic() - t0
+            return keeping_up, behind, answered
+
+    try:
+        keeping_up, behind, answered = run(main())
+    finally:
+        scan.stop()
+        dash.stop()
+    assert len(keeping_up) >= 10 and all(h["slowed_s"] == 0 for h in keeping_up)
+    assert all(h["behind_s"] < server_mod.BEHIND_S for h in keeping_up)
+    assert 1 <= len(behind) <= 4, [h["version"] for h in behind]
+    assert all(h["slowed_s"] == 1.0 and h["behind_s"] > 3 for h in behind)
+    assert answered < 0.5, f"a request waited {answered:.2f} s"

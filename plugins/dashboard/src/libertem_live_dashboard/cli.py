@@ -69,6 +69,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--sum-fps", type=float, default=2.0,
                    help="while a scan runs, the frame-sized sum image is updated at most this "
                         "often (it costs most of an update, on the server and in the browser)")
+    p.add_argument("--behind-gap", type=float, default=2.0,
+                   help="while the acquisition is behind the detector, each page gets at most "
+                        "one update every this many seconds, leaving the CPU to the acquisition")
     p.add_argument("--executor", choices=["pipelined", "inline"], default="pipelined")
     p.add_argument("--frames-per-partition", type=int, default=None)
     for flag in CONNECTION_FLAGS:
@@ -100,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
         params.setdefault("data", demo_data(demo_nav, _shape(args.demo_sig)))  # type: ignore[arg-type]
         nav_shape = nav_shape or demo_nav
     dash = Dashboard(host=args.bind, port=args.serve_port, token=args.token,
-                     history=args.history, max_fps=args.max_fps, sum_fps=args.sum_fps).start()
+                     history=args.history, max_fps=args.max_fps, sum_fps=args.sum_fps,
+                     behind_gap_s=args.behind_gap).start()
     ctx = LiveContext(executor=args.executor)
     try:
         conn = ctx.make_connection(args.detector).open(**params)

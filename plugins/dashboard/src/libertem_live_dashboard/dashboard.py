@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from libertem_live_dashboard.server import SUM_FPS, DashboardServer
+from libertem_live_dashboard.server import BEHIND_GAP_S, SUM_FPS, DashboardServer
 from libertem_live_dashboard.state import LiveState
 from libertem_live_dashboard.udf import DashboardUDF
 
@@ -24,10 +24,11 @@ from libertem_live_dashboard.udf import DashboardUDF
 class Dashboard:
     def __init__(self, host: str = "127.0.0.1", port: int = 8050, *, token: str | None = None,
                  history: int = 10, max_fps: float = 60.0, sum_fps: float = SUM_FPS,
-                 quiet: bool = False):
+                 behind_gap_s: float = BEHIND_GAP_S, quiet: bool = False):
         self.state = LiveState(history=history)
         self.server = DashboardServer(self.state, host=host, port=port, token=token,
-                                      max_fps=max_fps, sum_fps=sum_fps)
+                                      max_fps=max_fps, sum_fps=sum_fps,
+                                      behind_gap_s=behind_gap_s)
         self.quiet = quiet
 
     @property

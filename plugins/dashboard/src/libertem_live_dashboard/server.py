@@ -15,6 +15,10 @@ are never rendered.  A browser then gets the union of the changed rectangles
 since the render it already has, so nothing per browser depends on the
 number of pixels except the bytes sent.  Nothing is queued per browser: a
 slow or stalled one only sees fewer updates.
+
+While the acquisition is behind the detector (see BEHIND_S) the browsers
+step back to one update every few seconds: then the pages' CPU would come
+out of the acquisition.
 """
 from __future__ import annotations
 
@@ -57,6 +61,17 @@ SUM_FPS = 2.0
 #: update of a scan comes that much later; every later one at the full rate).
 IDLE_AFTER_S = 1.0
 IDLE_POLL_S = 0.2
+#: The acquisition is behind when the frames it received but has not yet
+#: decoded are more than BEHIND_S seconds of its processing (Snapshot.behind_s):
+#: the detector (or a recording) sends faster than the machine processes.
+#: Then every CPU second counts, so from then until BEHIND_HOLD_S after it
+#: caught up, each browser gets at most one update every ``behind_gap_s``
+#: (default BEHIND_GAP_S), whatever its own pace; a browser's request (a
+#: dragged region, the pointer on the scan, a scan of the history) is still
+#: answered at once.
+BEHIND_S = 1.0
+BEHIND_HOLD_S = 2.0
+BEHIND_GAP_S = 2.0
 
 
 def is_loopback(host: str) -> bool:
@@ -114,7 +129,7 @@ def render(snap: Snapshot, prev: Rendered | None, sum_fps: float = SUM_FPS) -> R
         "nav_shape": list(snap.nav_shape), "sig_shape": list(snap.sig_shape),
         "ledger": snap.ledger_dict(), "fps": round(snap.fps, 1),
         "elapsed_s": round(snap.elapsed_s, 3), "regions": snap.regions,
-        "processed": views.processed,
+        "processed": views.processed, "behind_s": round(snap.behind_s, 2),
     }
     return Rendered(snap=snap, planes=planes, changed=changed, damage=views.damage,
                     fields=fields, rendered_at=rendered_at)
@@ -125,6 +140,7 @@ class Client:
     ws: web.WebSocketResponse
     peer: str
     wake: asyncio.Event = field(default_factory=asyncio.Event)
+    asked: asyncio.Event = field(default_factory=asyncio.Event)
     acked: bool = True
     last_send: float = 0.0
     base: Rendered | None = None
@@ -140,7 +156,8 @@ class DashboardServer:
     """Serves ``state`` on ``host:port`` (port 0: any free one)."""
 
     def __init__(self, state: LiveState, host: str = "127.0.0.1", port: int = 0,
-                 token: str | None = None, max_fps: float = 60.0, sum_fps: float = SUM_FPS):
+                 token: str | None = None, max_fps: float = 60.0, sum_fps: float = SUM_FPS,
+                 behind_gap_s: float = BEHIND_GAP_S):
         self.state = state
         self.host = host
         self.port = int(port)
@@ -151,6 +168,8 @@ class DashboardServer:
         if not (self.max_fps > 0 and float(sum_fps) > 0):
             raise ValueError(f"max_fps and sum_fps must be above 0, got {max_fps} and {sum_fps}")
         self.sum_fps = min(float(sum_fps), self.max_fps)
+        self.behind_gap_s = max(float(behind_gap_s), 1.0 / self.max_fps)
+        self._behind_until = 0.0
         self.clients: set[Client] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -337,12 +356,14 @@ class DashboardServer:
             client.acks.append((time.monotonic(), msg.version))
             client.acked = True
             self._wake_ticker()
-        elif isinstance(msg, messages.Regions):
-            self.state.set_regions({"bf": msg.bf, "adf": msg.adf})
-        elif isinstance(msg, messages.Pick):
-            client.pick = None if msg.y is None else (msg.y, msg.x)
-        elif isinstance(msg, messages.View):
-            client.history = msg.history
+        else:
+            if isinstance(msg, messages.Regions):
+                self.state.set_regions({"bf": msg.bf, "adf": msg.adf})
+            elif isinstance(msg, messages.Pick):
+                client.pick = None if msg.y is None else (msg.y, msg.x)
+            elif isinstance(msg, messages.View):
+                client.history = msg.history
+            client.asked.set()
         client.wake.set()
 
     async def _target(self, client: Client) -> Rendered | None:
@@ -439,6 +460,14 @@ class DashboardServer:
             target.bodies[key] = got
         return got
 
+    def _slowed(self) -> bool:
+        """Whether the acquisition is behind (or was, BEHIND_HOLD_S ago)."""
+        now = time.monotonic()
+        snap = self.state.current
+        if snap.status == "running" and snap.behind_s > BEHIND_S:
+            self._behind_until = now + BEHIND_HOLD_S
+        return now < self._behind_until
+
     async def _send_loop(self, client: Client) -> None:
         min_gap = 1.0 / self.max_fps
         while not client.ws.closed:
@@ -450,6 +479,14 @@ class DashboardServer:
                     self._wake_ticker()
                 client.wake.clear()
                 continue
+            if not client.asked.is_set() and client.history is None and self._slowed():
+                gap = client.last_send + self.behind_gap_s - time.monotonic()
+                if gap > 0:
+                    try:
+                        await asyncio.wait_for(client.asked.wait(), gap)
+                    except asyncio.TimeoutError:
+                        pass
+                    continue
             gap = client.last_send + min_gap - time.monotonic()
             if gap > 0:
                 await asyncio.sleep(gap)
@@ -459,7 +496,9 @@ class DashboardServer:
                 await client.wake.wait()
                 client.wake.clear()
                 continue
-            message = self._message(client, target)
+            slowed = self.behind_gap_s if self._slowed() else 0.0
+            message = self._message(client, target, slowed)
+            client.asked.clear()
             client.acked = False
             client.last_send = time.monotonic()
             try:
@@ -469,7 +508,7 @@ class DashboardServer:
             client.bytes_sent += len(message)
             client.updates_sent += 1
 
-    def _message(self, client: Client, target: Rendered) -> bytes:
+    def _message(self, client: Client, target: Rendered, slowed: float = 0.0) -> bytes:
         listed, body = self._images_for(client, target)
         client.base = target
         extra = []
@@ -481,7 +520,7 @@ class DashboardServer:
                 extra.append(frame)
         header = dict(target.fields, history={"count": len(self.state.history),
                                               "index": client.history},
-                      sent_at=time.time())
+                      slowed_s=slowed, sent_at=time.time())
         return encode.pack_message(header, listed, body, extra)
 
     @staticmethod

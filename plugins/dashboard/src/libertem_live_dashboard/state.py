@@ -99,6 +99,19 @@ class Snapshot:
     def processed(self) -> int:
         return self.views().processed
 
+    @property
+    def behind_s(self) -> float:
+        """How far the processing trails the detector while a scan runs: the
+        frames received but not yet decoded, in seconds at the current rate.
+        A detector the pipeline keeps up with leaves a few frames in the
+        ring (well under 0.1 s); one it cannot keep up with leaves a backlog
+        that grows until the detector's own buffer overflows."""
+        led = self.ledger
+        if led is None or self.status != "running" or self.fps <= 0:
+            return 0.0
+        get = led.get if isinstance(led, dict) else lambda k: getattr(led, k, 0)
+        return max(0, (get("received") or 0) - (get("decoded") or 0)) / self.fps
+
     def ledger_dict(self) -> dict[str, Any]:
         led = self.ledger
         if led is None:

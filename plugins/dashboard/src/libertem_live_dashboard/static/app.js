@@ -288,6 +288,10 @@ function draw() {
     gauge("ring", inRing, exp, `${inRing}`);
     setText("t-blocked", (L.blocked_s || 0).toFixed(3));
   }
+  const slowed = h.slowed_s && h.status === "running";
+  setText("behind", slowed ? "The acquisition is behind the detector" +
+    (h.behind_s ? ` (${h.behind_s.toFixed(1)} s of frames waiting)` : "") +
+    `: pages update every ${h.slowed_s} s to leave it the CPU.` : "");
   const hs = document.getElementById("history"), live = h.history.index === null || h.history.index === undefined;
   if (Number(hs.max) !== h.history.count) hs.max = h.history.count;
   if (hs.disabled !== (h.history.count === 0)) hs.disabled = h.history.count === 0;
