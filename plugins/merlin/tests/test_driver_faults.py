@@ -301,3 +301,55 @@ def test_keyboard_interrupt_mid_stream(live_ctx: Any, no_leaks: list[Any]) -> No
             connections = sim.data_connections
             assert_next_acquisition_works(live_ctx, conn, sim)
             assert sim.data_connections == connections, "resynchronised without reconnecting"
+
+
+def test_stale_data_is_discarded_but_a_running_acquisition_is_named() -> None:
+    """Before an active-mode arm the data port is emptied of what earlier
+    acquisitions left.  A finite burst is discarded message by message; data
+    that keeps coming faster than it is discarded (the detector acquiring
+    for somebody else: here a process sending tiny MPX messages) ends in
+    MerlinStillSendingError after the limit, instead of an arm that never
+    returns."""
+    import select
+    import subprocess
+    import sys
+    import time
+
+    from libertem_live_merlin.errors import MerlinStillSendingError
+    from libertem_live_merlin.receiver import DataPort
+    from libertem_live_merlin.wire import build_prefix
+
+    message = build_prefix(8) + b"12345678"
+    detector = (
+        "import socket, sys\n"
+        "s = socket.create_server(('127.0.0.1', 0)); print(s.getsockname()[1], flush=True)\n"
+        "peer, _ = s.accept(); burst = int(sys.argv[2]); m = bytes.fromhex(sys.argv[1])\n"
+        "if burst: peer.sendall(m * burst); print('sent', flush=True); peer.recv(1)\n"
+        "else:\n"
+        "    chunk = m * 20000\n"
+        "    try:\n"
+        "        while True: peer.sendall(chunk)\n"
+        "    except OSError: pass\n")
+    for burst in (500, 0):
+        proc = subprocess.Popen([sys.executable, "-c", detector, message.hex(), str(burst)],
+                                stdout=subprocess.PIPE, text=True)
+        try:
+            port = DataPort("127.0.0.1", int(proc.stdout.readline()), timeout=2.0)
+            sock = port.reader.ensure()
+            try:
+                if burst:
+                    assert proc.stdout.readline().strip() == "sent"  # all in our socket buffer
+                    assert port.drain_available() == burst
+                else:
+                    assert select.select([sock], [], [], 10)[0], "the detector sends"
+                    t0 = time.monotonic()
+                    with pytest.raises(MerlinStillSendingError,
+                                       match="kept sending .* STOPACQUISITION"):
+                        port.drain_available(limit_s=0.5)
+                    assert time.monotonic() - t0 < 5
+            finally:
+                port.close()
+        finally:
+            proc.kill()
+            proc.wait(10)
+            proc.stdout.close()

@@ -10,12 +10,14 @@ receiver turns into the core's errors with the frame named.
 from __future__ import annotations
 
 from libertem_live.driver import (
-    AcquisitionTimeoutError, DecodeError, DetectorConnectionError, FrameFormatError, LiveError,
+    AcquisitionStateError, AcquisitionTimeoutError, DecodeError, DetectorConnectionError,
+    FrameFormatError, LiveError,
 )
 
 __all__ = [
     "MerlinError", "MerlinProtocolError", "MerlinControlError", "MerlinBusyError",
     "MerlinUnknownCommandError", "MerlinOutOfRangeError", "MerlinControlTimeout",
+    "MerlinStillSendingError",
     "control_error", "DecodeError", "FrameFormatError", "DetectorConnectionError",
 ]
 
@@ -31,6 +33,13 @@ class MerlinProtocolError(MerlinError, ValueError):
     acquisition or frame headers.  The message quotes what was seen, so that
     a desynchronised stream can be diagnosed from the log alone.
     """
+
+
+class MerlinStillSendingError(MerlinError, AcquisitionStateError):
+    """Before arming, the data port kept delivering frames while the stale
+    ones were discarded: the detector is acquiring for somebody else (a
+    continuous acquisition, another program), and arming now would mix its
+    frames into ours."""
 
 
 class MerlinControlTimeout(MerlinError, AcquisitionTimeoutError):

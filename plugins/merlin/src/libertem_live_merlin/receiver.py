@@ -44,7 +44,7 @@ from libertem_live.driver import (
 
 from .batch import ExpectedHeader, SlotScatter, table_rows
 from .decode import MerlinDecoder
-from .errors import MerlinProtocolError
+from .errors import MerlinProtocolError, MerlinStillSendingError
 from .headers import (AcquisitionHeader, FrameHeader, parse_acquisition_header,
                       parse_frame_header, peek_data_offset)
 from .wire import (MAX_HEADER_MESSAGE, PREFIX_LEN, frame_format_for, mq1_tail, parse_prefix,
@@ -52,6 +52,9 @@ from .wire import (MAX_HEADER_MESSAGE, PREFIX_LEN, frame_format_for, mq1_tail, p
 
 log = logging.getLogger(__name__)
 
+DRAIN_LIMIT_S = 2.0
+"""Before an active-mode arm, stale data is discarded for at most this long;
+data still coming then is a running acquisition, not leftovers."""
 PROBE_AFTER_S = 0.25
 """Quiet seconds in the middle of a series before the receiver asks the
 control port whether the detector still acquires (and between two asks)."""
@@ -238,15 +241,24 @@ class DataPort:
         self.pending_hdr, self.peeked = None, None
         return hdr, peeked
 
-    def drain_available(self) -> int:
+    def drain_available(self, limit_s: float = DRAIN_LIMIT_S) -> int:
         """Discard whatever is already buffered, message by message (stale
-        frames or headers of an acquisition nobody consumed), without waiting."""
+        frames or headers of an acquisition nobody consumed), without waiting.
+        Data that keeps coming for ``limit_s`` is not stale: the detector is
+        acquiring, and MerlinStillSendingError says so."""
         n = 0
         self.pending_hdr = None
         self.peeked = None
         r = self.reader
         sock = r.ensure()
+        deadline = time.monotonic() + limit_s
         while True:
+            if time.monotonic() > deadline:
+                raise MerlinStillSendingError(
+                    f"{self.where} kept sending after {n} stale messages were discarded "
+                    f"for {limit_s:g} s: the detector is acquiring (a continuous "
+                    f"acquisition, or one started by another program). Stop it "
+                    f"(CMD STOPACQUISITION on the control port) and arm again")
             if not r.skip and not self.has_pushback:
                 ready, _, _ = select.select([sock], [], [], 0)
                 if not ready:
