@@ -203,7 +203,7 @@ def demo(session: nox.Session) -> None:
           "http://127.0.0.1:8050/\n"
           f"  {bin_dir}/libertem-live sim dectris --sample specimen --scan 96 96 --frames 9216 "
           "--shape 128 128 --dwelltime 500\n"
-          f"  {bin_dir}/libertem-live-dashboard --detector dectris --api-host 127.0.0.1 "
+          f"  {bin_dir}/libertem-live dashboard --detector dectris --api-host 127.0.0.1 "
           "--api-port 8910 --data-host 127.0.0.1 --mode active --scan continuous "
           "--nav-shape 96,96 --controller-param trigger_mode=exte", flush=True)
 

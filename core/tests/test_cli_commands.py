@@ -153,3 +153,43 @@ def test_record_acquisition_error_has_message_and_ledger_not_traceback(tmp_path:
     assert "FrameGapError" in out.stderr and "Traceback" not in out.stderr
     assert "missing=1" in out.stdout
     assert (tmp_path / "f.incomplete.npy").exists() and not (tmp_path / "f.npy").exists()
+
+
+COMMANDS_PLUGIN = """
+from libertem_live.driver import CommandInfo, hookimpl
+
+
+@hookimpl
+def libertem_live_commands():
+    return [CommandInfo(name="toycmd", main="toy_sim_mod:main", help="a toy's own program"),
+            CommandInfo(name="record", main="toy_sim_mod:main", help="claims a core name"),
+            CommandInfo(name="toymissing", main="toy_no_such:main", help="names no module")]
+"""
+
+
+@pytest.fixture
+def toy_commands(tmp_path: Path) -> Path:
+    make_dist(tmp_path, "toy-commands", "1.0", {"toycmd": "toy_cmd_plugin_mod"}, {
+        "toy_cmd_plugin_mod": COMMANDS_PLUGIN, "toy_sim_mod": SIM})
+    return tmp_path
+
+
+def test_a_plugin_adds_a_subcommand(toy_commands: Path) -> None:
+    """``libertem-live toycmd ARGS`` runs the plugin's function with every
+    argument after the name (its own --help included); the core's own names
+    stay the core's, and --help says which plugin command was left out."""
+    out = _run(["toycmd", "--port", "0", "--help"], toy_commands)
+    assert out.returncode == 3, out.stderr
+    assert "prog=libertem-live toycmd argv=['--port', '0', '--help']" in out.stdout
+    helped = _run(["--help"], toy_commands)
+    assert helped.returncode == 0, helped.stderr
+    text = "".join(helped.stdout.split())  # argparse wraps lines anywhere
+    assert "atoy'sownprogram[toy-commands]" in text
+    assert "'record'oftoy-commands:acommandoflibertem-live-core" in text
+    assert "SIM MODULE IMPORTED" not in helped.stderr, "listing imports no command's module"
+    record = _run(["record", "--help"], toy_commands)
+    assert record.returncode == 0 and "usage: libertem-live record" in record.stdout
+    missing = _run(["toymissing"], toy_commands)
+    assert missing.returncode == 2
+    assert "'toy_no_such:main'" in missing.stderr and "CommandInfo.main" in missing.stderr
+    assert "Traceback" not in missing.stderr

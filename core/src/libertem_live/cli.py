@@ -93,10 +93,26 @@ def parser() -> argparse.ArgumentParser:
     n.add_argument("name", metavar="NAME", help="the driver's name, e.g. mycam")
     n.add_argument("--dest", default=".", help="folder to write libertem-live-NAME into")
     n.set_defaults(func=_new_driver)
+
+    from libertem_live.commands import plugins
+    found, left_out = plugins.installed()
+    for name, (info, dist) in sorted(found.items()):
+        c = sub.add_parser(name, help=f"{info.help} [{dist}]".lstrip(), add_help=False)
+        c.add_argument("args", nargs=argparse.REMAINDER, help="the command's own arguments")
+    if left_out:
+        parser.epilog = "plugin commands left out: " + "; ".join(left_out)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and not argv[0].startswith("-"):
+        from libertem_live.commands import plugins
+        if argv[0] not in plugins.BUILT_IN:
+            found, _ = plugins.installed()
+            if argv[0] in found:
+                info, dist = found[argv[0]]
+                return plugins.run(argv[0], info, dist, argv[1:])
     args = parser().parse_args(argv)
     return int(args.func(args))
 

@@ -42,7 +42,7 @@ from libertem_live.errors import (
     FrameGapError, FrameOrderError, LiveError, MissingEndWarning, NavShapeError,
     PassiveOnlyError, StalledError, StreamTruncatedError,
 )
-from libertem_live.plugin import PLUGIN_API_VERSION, DetectorInfo, hookimpl
+from libertem_live.plugin import PLUGIN_API_VERSION, CommandInfo, DetectorInfo, hookimpl
 from libertem_live.sdk.faults import Fault, FaultKind, parse_fault
 from libertem_live.sdk.lazy import lazy_names
 from libertem_live.sdk.signals import (
@@ -85,7 +85,7 @@ _LAZY.update({
 
 __all__ = [
     # registration
-    "hookimpl", "DetectorInfo", "PLUGIN_API_VERSION",
+    "hookimpl", "DetectorInfo", "CommandInfo", "PLUGIN_API_VERSION",
     # connection and modes
     "BaseConnection", "PendingStream", "PassiveOnlyError",
     "AcquisitionController", "PendingAcquisition", "DetectorConnection",

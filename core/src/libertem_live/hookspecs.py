@@ -32,6 +32,9 @@ that merges the results, between partitions, so an implementation must
 return within a millisecond or so: keep the latest state, do the work
 elsewhere.
 
+A plugin can also add subcommands to the ``libertem-live`` console command
+(``libertem_live_commands``): the dashboard is ``libertem-live dashboard``.
+
 A function marked ``@hookimpl`` whose name is none of the hooks below (a
 misspelling) makes the registry refuse the whole plugin, naming its
 distribution and the function; mark it ``@hookimpl(optionalhook=True)`` if it
@@ -48,7 +51,7 @@ if TYPE_CHECKING:
         AcquisitionEndedEnv, AcquisitionStartedEnv, DetermineNavShapeEnv, PartialResultsEnv,
         ReadyForDataEnv,
     )
-    from libertem_live.plugin import DetectorInfo
+    from libertem_live.plugin import CommandInfo, DetectorInfo
 
 PROJECT_NAME = "libertem_live"
 
@@ -74,6 +77,18 @@ def libertem_live_detectors() -> Sequence[DetectorInfo]:
 
     Two drivers claiming one name are reported as a conflict naming both
     distributions; neither is used until one is uninstalled.
+    """
+
+
+@hookspec
+def libertem_live_commands() -> Sequence[CommandInfo]:
+    """Return the subcommands this plugin adds to ``libertem-live``.
+
+    A frontend such as the dashboard ships its own program; through this
+    hook it is also ``libertem-live NAME``, next to the core's ``detectors``,
+    ``sim`` and ``record``.  Each :class:`~libertem_live.plugin.CommandInfo`
+    names the subcommand and the function that runs it (imported only then).
+    Called when ``libertem-live`` builds its command line.
     """
 
 

@@ -1,5 +1,6 @@
-"""What a driver plugin imports from the core: the hook marker, the
-description of a driver, and the plugin-API version it is written for."""
+"""What a plugin imports from the core: the hook marker, the description
+of a driver or of a ``libertem-live`` subcommand, and the plugin-API version
+it is written for."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -60,3 +61,22 @@ class DetectorInfo:
         imports ``signature_of`` if it is a string."""
         from libertem_live.parameters import describe
         return describe(self)
+
+
+@dataclass
+class CommandInfo:
+    """A subcommand a plugin adds to the ``libertem-live`` console command.
+
+    ``main`` is a ``"package.module:function"`` string, imported only when
+    the subcommand runs, so that ``libertem-live --help`` stays cheap; it is
+    called as ``function(argv, prog=...)`` with the arguments after the
+    subcommand's name (its own parser reads them, ``--help`` included) and
+    returns the exit status (None counts as 0).  ``help`` is the line that
+    ``libertem-live --help`` shows.  A name the core's own subcommands use,
+    or one that another plugin claimed first, is not added; ``libertem-live
+    --help`` lists the plugin commands it left out and why.
+    """
+
+    name: str
+    main: str
+    help: str = ""

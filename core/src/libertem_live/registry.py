@@ -24,7 +24,7 @@ import pluggy
 
 from libertem_live import hookspecs
 from libertem_live.errors import DriverError, UnknownDetectorError
-from libertem_live.plugin import PLUGIN_API_VERSION, DetectorInfo
+from libertem_live.plugin import PLUGIN_API_VERSION, CommandInfo, DetectorInfo
 
 ENTRY_POINT_GROUP = "libertem_live.detectors"
 
@@ -210,6 +210,32 @@ class Registry:
         if record is None or record.status != "ok" or record.info is None:
             return None
         return record.info.compat_module
+
+    def commands(self, taken: Iterable[str] = ()) -> tuple[dict[str, tuple[CommandInfo, str]],
+                                                            list[str]]:
+        """The subcommands plugins add to ``libertem-live``: name -> (info, the
+        distribution), and why any were left out (a name in ``taken``, the
+        core's own, or one claimed twice; a hook that raised)."""
+        found: dict[str, tuple[CommandInfo, str]] = {}
+        left_out: list[str] = []
+        taken = set(taken)
+        for impl in self.hook.libertem_live_commands.get_hookimpls():
+            dist = impl.plugin_name.split(":", 1)[0]
+            try:
+                infos = list(impl.function() or [])
+            except Exception as e:  # a broken plugin must not break the command line
+                left_out.append(f"{dist}: its libertem_live_commands hook raised "
+                                f"{type(e).__name__}: {e}")
+                continue
+            for info in infos:
+                if info.name in taken:
+                    left_out.append(f"{info.name!r} of {dist}: a command of libertem-live-core")
+                elif info.name in found:
+                    left_out.append(f"{info.name!r} of {dist}: also claimed by "
+                                    f"{found[info.name][1]}")
+                else:
+                    found[info.name] = (info, dist)
+        return found, left_out
 
     @property
     def hook(self) -> Any:

@@ -30,7 +30,7 @@ def _pairs(items: list[str], flag: str) -> dict[str, Any]:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.isidentifier():
-            raise SystemExit(f"libertem-live-dashboard: {flag} needs KEY=VALUE, got {item!r}")
+            raise ValueError(f"{flag} needs KEY=VALUE, got {item!r}")
         out[key] = _value(value)
     return out
 
@@ -41,12 +41,12 @@ def _shape(text: str | None) -> tuple[int, ...] | None:
     try:
         return tuple(int(v) for v in text.replace("x", ",").split(","))
     except ValueError:
-        raise SystemExit(f"libertem-live-dashboard: a shape is like 128,128, got {text!r}")
+        raise ValueError(f"a shape is like 128,128, got {text!r}")
 
 
-def parser() -> argparse.ArgumentParser:
+def parser(prog: str = "libertem-live-dashboard") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="libertem-live-dashboard",
+        prog=prog,
         description="A live dashboard in the browser: sum frame, virtual bright/dark field "
                     "with draggable regions, centre of mass, the frame under the pointer, "
                     "frames/s and the ledger, while the scan runs.",
@@ -86,21 +86,28 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+def main(argv: list[str] | None = None, prog: str = "libertem-live-dashboard") -> int:
+    """The ``libertem-live-dashboard`` program, also ``libertem-live dashboard``
+    (the plugin's command hook calls it with that ``prog``)."""
+    p = parser(prog)
+    args = p.parse_args(argv)
+    try:
+        params = {k: _value(v) for k in CONNECTION_FLAGS if (v := getattr(args, k)) is not None}
+        params.update(_pairs(args.param, "--param"))
+        controller_params = _pairs(args.controller_param, "--controller-param")
+        nav_shape = _shape(args.nav_shape)
+        demo_nav, demo_sig = _shape(args.demo_nav), _shape(args.demo_sig)
+    except ValueError as e:
+        p.error(str(e))
     from libertem_live.api import LiveContext
 
     from libertem_live_dashboard.dashboard import Dashboard
     from libertem_live_dashboard.runner import Runner
 
-    params = {k: _value(v) for k in CONNECTION_FLAGS if (v := getattr(args, k)) is not None}
-    params.update(_pairs(args.param, "--param"))
-    nav_shape = _shape(args.nav_shape)
     mode = args.mode or ("active" if args.detector == "memory" else "passive")
     if args.detector == "memory":
         from libertem_live_dashboard.demo import demo_data
-        demo_nav = _shape(args.demo_nav)
-        params.setdefault("data", demo_data(demo_nav, _shape(args.demo_sig)))  # type: ignore[arg-type]
+        params.setdefault("data", demo_data(demo_nav, demo_sig))  # type: ignore[arg-type]
         nav_shape = nav_shape or demo_nav
     dash = Dashboard(host=args.bind, port=args.serve_port, token=args.token,
                      history=args.history, max_fps=args.max_fps, sum_fps=args.sum_fps,
@@ -111,12 +118,12 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:
         dash.stop()
         ctx.close()
-        print(f"libertem-live-dashboard: cannot connect to {args.detector} with "
+        print(f"{prog}: cannot connect to {args.detector} with "
               f"{sorted(params)}: {e}", file=sys.stderr)
         return 1
     runner = Runner(ctx, conn, dash.state, mode=mode, nav_shape=nav_shape,
                     continuous=args.scan == "continuous",
-                    controller_params=_pairs(args.controller_param, "--controller-param"),
+                    controller_params=controller_params,
                     frames_per_partition=args.frames_per_partition)
     worker = threading.Thread(target=runner.run, name="dashboard-runner", daemon=True)
     try:
