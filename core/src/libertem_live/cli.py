@@ -95,25 +95,25 @@ def parser() -> argparse.ArgumentParser:
     n.set_defaults(func=_new_driver)
 
     from libertem_live.commands import plugins
-    found, left_out = plugins.installed()
+    found, left_out = plugins.installed(taken=set(sub.choices))
     for name, (info, dist) in sorted(found.items()):
         c = sub.add_parser(name, help=f"{info.help} [{dist}]".lstrip(), add_help=False)
         c.add_argument("args", nargs=argparse.REMAINDER, help="the command's own arguments")
     if left_out:
         parser.epilog = "plugin commands left out: " + "; ".join(left_out)
+    parser.set_defaults(plugin_commands=found)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv and not argv[0].startswith("-"):
+    p = parser()
+    found = p.get_default("plugin_commands")
+    if argv and argv[0] in found:  # its own parser reads the rest, --help included
         from libertem_live.commands import plugins
-        if argv[0] not in plugins.BUILT_IN:
-            found, _ = plugins.installed()
-            if argv[0] in found:
-                info, dist = found[argv[0]]
-                return plugins.run(argv[0], info, dist, argv[1:])
-    args = parser().parse_args(argv)
+        info, dist = found[argv[0]]
+        return plugins.run(argv[0], info, dist, argv[1:])
+    args = p.parse_args(argv)
     return int(args.func(args))
 
 

@@ -6,15 +6,13 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-BUILT_IN = ("detectors", "sim", "record", "new-driver")
-
-
-def installed() -> tuple[dict[str, tuple[Any, str]], list[str]]:
-    """Name -> (CommandInfo, distribution) of the plugins' subcommands, and
-    the ones left out with why; nothing at all if the plugins cannot load."""
+def installed(taken: set[str]) -> tuple[dict[str, tuple[Any, str]], list[str]]:
+    """Name -> (CommandInfo, distribution) of the plugins' subcommands other
+    than the core's own (``taken``), and the ones left out with why; nothing
+    at all if the plugins cannot load."""
     from libertem_live.registry import default_registry
     try:
-        return default_registry().commands(taken=BUILT_IN)
+        return default_registry().commands(taken=taken)
     except Exception as e:  # the core's own commands must work whatever is installed
         return {}, [f"the plugins' commands could not be read: {type(e).__name__}: {e}"]
 
