@@ -202,3 +202,42 @@ def test_command_records_h5_by_the_file_name(tmp_path: Path) -> None:
         assert f.attrs["complete"]
         np.testing.assert_array_equal(f["data"][()], DATA.astype(np.int64))
     assert os.listdir(tmp_path) == ["rec.h5"]
+
+
+def test_a_killed_recorder_leaves_a_file_that_opens(tmp_path: Path) -> None:
+    """SIGKILL while the recorder waits for the rest of a scan (a detector that
+    stopped sending after 10 frames): the .incomplete.h5 opens, says it is
+    not complete, and holds the 10 frames that were stored."""
+    import signal
+    import time
+    out_file = tmp_path / "rec.h5"
+    partial = tmp_path / "rec.incomplete.h5"
+    proc = subprocess.Popen(
+        _command() + ["record", "memory", "--nav-shape", "4", "6", "--out", str(out_file),
+                      "--executor", "inline", "--no-progress",
+                      "--param", f"data={DATA.tolist()!r}", "--param", "frames_per_stack=5",
+                      "--param", "truncate_after=10", "--param", "fault=never_ends",
+                      "--param", "timeout=120"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def checkpointed() -> bool:  # read beside the writer, without its lock
+        try:
+            with h5py.File(partial, "r", locking=False) as f:
+                return int(f.attrs["frames_written"]) == 10
+        except (OSError, KeyError):
+            return False
+    try:
+        deadline = time.monotonic() + 120
+        while not checkpointed():
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "no checkpoint of the 10 frames"
+            time.sleep(0.1)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=30)
+    with h5py.File(partial, "r") as f:
+        assert not f.attrs["complete"] and f.attrs["frames_written"] == 10
+        frames = f["data"][()].reshape(24, 5, 7)
+    np.testing.assert_array_equal(frames[:10], DATA.reshape(24, 5, 7)[:10])
+    assert not frames[10:].any()
+    assert not out_file.exists()

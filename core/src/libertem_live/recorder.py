@@ -15,7 +15,10 @@ Like :class:`~libertem_live.udf.record.RecordUDF`, the file is complete or
 clearly marked as not: it is written as ``<stem>.incomplete.h5`` and renamed
 to the requested name only when every frame was stored and the stream
 ended without an error, and an existing file is never replaced unless
-``overwrite=True``. What RecordUDF keeps in its JSON sidecar lives in the
+``overwrite=True``.  Even a recorder killed outright (SIGKILL, power) leaves
+an ``.incomplete.h5`` that opens, with the frames stored up to its last
+checkpoint (every CHECKPOINT_S, and whenever it waits for frames) and
+``frames_written`` saying how many. What RecordUDF keeps in its JSON sidecar lives in the
 file's attributes.
 """
 from __future__ import annotations
@@ -37,6 +40,9 @@ DATASET = "data"
 """Where the frames are in a recording: ``ctx.load("hdf5", path=..., ds_path="data")``."""
 
 _ALL_FILTERS_SKIPPED = 0xFFFFFFFF
+CHECKPOINT_S = 2.0
+"""While frames come, what is stored is made durable at least this often;
+while the recorder waits for frames, within half a second."""
 
 
 @dataclass(frozen=True)
@@ -99,6 +105,7 @@ class H5Recording:
         self._file: Any = None
         self._ds: Any = None
         self._filter: HDF5Filter | None = None
+        self._checkpointed = (0, 0.0)
         self._check_target()
 
     def _check_target(self) -> None:
@@ -116,8 +123,11 @@ class H5Recording:
         import h5py
         self._check_target()
         self.partial = _incomplete_name(self.path)
-        # "w-": never truncate a file that appeared since the name was chosen
-        self._file = h5py.File(self.partial, "w-", libver="latest")
+        # "w-": never truncate a file that appeared since the name was chosen.
+        # Format bounds from HDF5 1.8 on: newer ones (superblock 3) mark the
+        # file as open for writing, and after a crash HDF5 refuses to open it
+        # at all until h5clear has run; 1.8's still give large attributes
+        self._file = h5py.File(self.partial, "w-", libver="v108")
         attrs = self._file.attrs
         attrs["complete"] = False
         attrs["frames_expected"] = int(aq.nimages)
@@ -157,9 +167,12 @@ class H5Recording:
         bar = _progress(n) if progress else None
         buf: np.ndarray | None = None
         t0 = time.perf_counter()
+        self._checkpointed = (0, time.monotonic())
         try:
             while self.frames < n:
-                st = stream.next_stack()
+                if time.monotonic() - self._checkpointed[1] > CHECKPOINT_S:
+                    self._checkpoint()
+                st = stream.next_stack(check=self._checkpoint, check_every=0.5)
                 count = min(st.count, n - self.frames)
                 try:
                     views = ring.views
@@ -205,6 +218,15 @@ class H5Recording:
             self.seconds = time.perf_counter() - t0
             if bar is not None:
                 bar.close()
+
+    def _checkpoint(self) -> None:
+        """Make the frames stored so far durable: flushed, with their count
+        in ``frames_written``, so that the file opens whatever happens next."""
+        if self._file is None or self._checkpointed[0] == self.frames:
+            return
+        self._file.attrs["frames_written"] = self.frames
+        self._file.flush()
+        self._checkpointed = (self.frames, time.monotonic())
 
     def _decode(self, aq: Any, decoder: Any, data: np.ndarray, offsets: np.ndarray,
                 sizes: np.ndarray, aux: np.ndarray, rows: list[int],
