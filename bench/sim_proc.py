@@ -6,12 +6,14 @@
 """
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 ANCHOR_VENV = Path(os.environ.get("ANCHOR_VENV", "/tmp/anchor-venv"))
 SHARED = Path(os.environ.get("LIBERTEM_LIVE_SHARED",
@@ -45,10 +47,25 @@ def start(kind: str, dump: str) -> tuple[subprocess.Popen, dict]:
     return start_cmd(cmd)
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM when the bench dies, however it
+    dies (SIGKILL included), so that no simulator outlives its bench."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def popen(cmd: list[str], **kw: Any) -> subprocess.Popen:
+    """A simulator process in its own process group (a Ctrl-C at the terminal
+    reaches the bench, which then stops it in order) that ends with the bench."""
+    return subprocess.Popen(cmd, start_new_session=True, preexec_fn=_die_with_parent, **kw)
+
+
 def start_cmd(cmd: list[str]) -> tuple[subprocess.Popen, dict]:
     """Run a simulator command in its own process group; its first stdout line
     is a JSON object with its ports."""
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, start_new_session=True)
+    proc = popen(cmd, stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     line = proc.stdout.readline()
     if not line:

@@ -113,8 +113,8 @@ def start_sim(nav: tuple[int, int], events: float, interval: float,
     cmd = [sys.executable, "-m", "libertem_live_asi_tpx3.sim", "--port", "0", "--nav",
            str(nav[0]), str(nav[1]), "--events", str(events), "--acquisitions", "0",
            "--interval", str(interval), "--frames-per-chunk", str(fpc)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    import sim_proc
+    proc = sim_proc.popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     line = proc.stdout.readline() if proc.stdout else ""
     if "listening on" not in line:
         proc.kill()
