@@ -47,13 +47,17 @@ def start(kind: str, dump: str) -> tuple[subprocess.Popen, dict]:
     return start_cmd(cmd)
 
 
+try:
+    _prctl: Any = ctypes.CDLL(None, use_errno=True).prctl  # looked up before any fork
+except (OSError, AttributeError):
+    _prctl = None
+
+
 def _die_with_parent() -> None:
     """In the child, before exec: SIGTERM when the bench dies, however it
     dies (SIGKILL included), so that no simulator outlives its bench."""
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
+    if _prctl is not None:
+        _prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def popen(cmd: list[str], **kw: Any) -> subprocess.Popen:
