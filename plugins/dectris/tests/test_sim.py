@@ -317,6 +317,26 @@ def test_cli_help_shows_defaults():
     assert "ZeroMQ port of stream V2 (0 = any free) (default: 31001)" in text
 
 
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_cli_stops_cleanly_on_a_signal_right_after_it_listens(sig):
+    """Ctrl-C (or a service manager's SIGTERM) the moment the ports are printed
+    stops the simulator with status 0 and its stop message, not a traceback."""
+    import signal
+    p = subprocess.Popen([sys.executable, "-m", "libertem_live_dectris.sim", "--port", "0",
+                          "--zmqport", "0", "--v2-port", "0", "--frames", "4", "--shape", "8", "8"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert "REST on http://" in p.stdout.readline()
+        p.send_signal(getattr(signal, sig))
+        out, err = p.communicate(timeout=30)
+        assert p.returncode == 0, err
+        assert "Traceback" not in err
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.communicate()
+
+
 def test_cli_refuses_unsupported_fault():
     p = subprocess.run([sys.executable, "-m", "libertem_live_dectris.sim", "--port", "0",
                         "--zmqport", "0", "--frames", "4", "--shape", "8", "8",

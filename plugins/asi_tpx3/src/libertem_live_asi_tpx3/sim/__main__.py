@@ -100,14 +100,19 @@ def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> in
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    # Ctrl-C stops it, also when it was started as a background job (SIGINT ignored)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    # Ctrl-C stops it, also when it was started as a background job (SIGINT
+    # ignored), and SIGTERM too.  Handlers that set an event, not
+    # KeyboardInterrupt: a Ctrl-C that lands before the wait (a client may
+    # read the port and be served before this thread runs again) must stop
+    # it the same way
+    done = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: done.set())
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
     with sim:
         print(f"TPX3 simulator listening on {args.host}:{sim.port}", flush=True)
-        try:
-            threading.Event().wait()
-        except KeyboardInterrupt:
-            print("stopping", file=sys.stderr)
+        while not done.wait(0.5):
+            pass
+        print("stopping", file=sys.stderr)
     return 0
 
 

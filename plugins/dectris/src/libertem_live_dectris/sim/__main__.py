@@ -96,21 +96,22 @@ def run(args: argparse.Namespace, prog: str) -> int:
     except ValueError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
+    # SIGTERM (service managers) and Ctrl-C (also when started as a background
+    # job, SIGINT ignored) set an event rather than raise KeyboardInterrupt,
+    # which could land after start() printed the ports and before the try
+    # below, and leave the simulator unstopped
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    signal.signal(signal.SIGINT, lambda *_: done.set())
     try:
         sim.start()
     except (OSError, zmq.ZMQError) as e:
         print(f"{prog}: error: cannot listen: {e}; pick free ports with --port, --zmqport, "
               "--v2-port (0 = any free)", file=sys.stderr)
         return 1
-    done = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: done.set())  # clean stop under service managers
-    # Ctrl-C stops it, also when it was started as a background job (SIGINT ignored)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         while not done.wait(0.5):  # a timeout keeps Ctrl-C responsive on all platforms
             pass
-    except KeyboardInterrupt:
-        pass
     finally:
         sim.stop()
     return 0
