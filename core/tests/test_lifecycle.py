@@ -277,3 +277,63 @@ def test_every_frame_in_its_place_with_a_tiny_ring(ctx) -> None:
             assert np.array_equal(res["intensity"].data, 16 * np.arange(n))
             assert aq.ledger.snapshot().processed == n
             assert aq.ledger.blocked_s > 0
+
+
+SESSION = """
+import sys
+import numpy as np
+from libertem.udf.sum import SumUDF
+from libertem_live.api import LiveContext
+
+if __name__ == "__main__":
+    ctx = LiveContext()
+    conn = ctx.make_connection("memory").open(data=np.ones((4, 4, 8, 8), dtype=np.uint16))
+    aq = ctx.make_acquisition(conn=conn, nav_shape=(4, 4))
+    assert ctx.run_udf(dataset=aq, udf=SumUDF())["intensity"].data.sum() == 16 * 64
+    print(" ".join(str(w.process.pid) for w in ctx.executor._pool.workers), flush=True)
+    sys.stdin.read()
+"""
+
+
+def test_workers_end_when_the_main_process_is_killed(tmp_path) -> None:
+    """SIGKILL to a user's session (no chance to close its pool): its worker
+    processes end within a few seconds instead of waiting on their queues
+    for ever."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    script = tmp_path / "session.py"
+    script.write_text(SESSION)
+    err = open(tmp_path / "session.stderr", "w+")
+    proc = subprocess.Popen([sys.executable, str(script)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=err, text=True)
+    try:
+        workers = [int(p) for p in proc.stdout.readline().split()]
+        assert len(workers) >= 1, "the session ran no worker: " + err.read()
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+
+        def alive() -> list[int]:
+            left = []
+            for pid in workers:
+                try:
+                    with open(f"/proc/{pid}/stat") as f:
+                        if f.read().rsplit(")", 1)[1].split()[0] != "Z":
+                            left.append(pid)
+                except FileNotFoundError:
+                    pass
+            return left
+        deadline = time.monotonic() + 20
+        while alive():
+            assert time.monotonic() < deadline, f"workers {alive()} outlived their session"
+            time.sleep(0.1)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for pid in workers if "workers" in locals() else []:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        err.close()

@@ -271,7 +271,9 @@ def _setup_worker(user_setup: Callable[[], None] | None) -> None:
     """Runs first in every worker process, also after a restart."""
     from libertem_live.heap import keep_freed_memory
     from libertem_live.interrupts import ignore_in_worker
+    from libertem_live.lifeline import exit_with_parent
     ignore_in_worker()
+    exit_with_parent()
     keep_freed_memory()
     if user_setup is not None:
         user_setup()
