@@ -308,6 +308,7 @@ def test_workers_end_when_the_main_process_is_killed(tmp_path) -> None:
     err = open(tmp_path / "session.stderr", "w+")
     proc = subprocess.Popen([sys.executable, str(script)], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=err, text=True)
+    workers: list[int] = []
     try:
         workers = [int(p) for p in proc.stdout.readline().split()]
         assert len(workers) >= 1, "the session ran no worker: " + err.read()
@@ -331,7 +332,7 @@ def test_workers_end_when_the_main_process_is_killed(tmp_path) -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
-        for pid in workers if "workers" in locals() else []:
+        for pid in workers:
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:

@@ -293,7 +293,7 @@ def test_pages_step_back_while_the_acquisition_is_behind_the_detector() -> None:
         async with aiohttp.ClientSession() as s, s.ws_connect(url) as ws:
             keeping_up = await count(ws, 2.0)
             scan.backlog = 5000  # 5 s of work waiting
-            await count(ws, 0.5)
+            await _follow_until(ws, lambda h, i: h["slowed_s"] > 0, timeout=30)
             behind = await count(ws, 3.0)
             t0 = time.monotonic()
             await ws.send_str(json.dumps({"type": "pick", "y": 1, "x": 2}))
